@@ -1,0 +1,25 @@
+"""The ``capsdeploy`` command; each subcommand calls one library function."""
+
+from __future__ import annotations
+
+import click
+
+from ..version import __version__
+from .eval_cmd import eval_cmd
+from .info_cmd import info_cmd
+from .train_cmd import train_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="capsdeploy")
+def cli():
+    """capsdeploy: capsule networks from PyTorch training to production inference."""
+
+
+cli.add_command(train_cmd)
+cli.add_command(eval_cmd)
+cli.add_command(info_cmd)
+
+
+def main():
+    cli()

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import click
+
+from ..data import DATASETS
+from .common import data_options, handle_errors, parse_json_option
+
+
+@click.command("train")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory to create.")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this directory."
+)
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="mnist", show_default=True)
+@data_options
+@click.option("--train-split", help="Split name: {split}-images-idx3-ubyte[.gz]. Default: train.")
+@click.option("--test-split", help="Split evaluated after each epoch. Default: t10k.")
+@click.option(
+    "--epochs", type=click.IntRange(1), help="Epochs in all (default 10; with --resume: extend to N)."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Per process under torchrun."
+)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr-decay", type=float, default=0.9, show_default=True, help="Learning rate factor per epoch."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--routing-iters", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--detach-inner-routing", is_flag=True, help="Stop gradients through inner routing iterations.")
+@click.option(
+    "--model-config",
+    help="JSON object (or a path to one) overriding model hyper-parameters, "
+    'e.g. \'{"conv1_channels": 64, "primary_caps": 8}\'. Input size, channels and classes come from the data.',
+)
+@click.option("--max-train-samples", type=click.IntRange(1), help="Use only the first N training images.")
+@click.option("--max-test-samples", type=click.IntRange(1), help="Use only the first N test images.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@handle_errors
+def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
+    """Train a CapsNet; write a run directory (weights, config, metrics, resume state).
+
+    \b
+    Example (the 10,000 real digits in ../shared, tested on the official test set):
+      capsdeploy train --dataset mnist --data-dir ../shared/data/mnist \\
+          --train-split digits10k --test-split t10k --epochs 10 --out runs/mnist
+    Multi-process (DDP): torchrun --nproc-per-node 2 -m capsdeploy train ...
+    """
+    from ..errors import UsageError
+    from ..train import TrainOptions, resume_options, train
+
+    if resume_dir:
+        if out and out != resume_dir:
+            raise UsageError("--resume DIR continues DIR; do not also pass a different --out")
+        opts = resume_options(resume_dir, epochs)
+    else:
+        if not out:
+            raise UsageError("--out DIR is required (or --resume DIR)")
+        overrides = parse_json_option(model_config, "--model-config")
+        opts = TrainOptions(
+            out=out, epochs=epochs or 10, download=not no_download, model_overrides=overrides, **kw
+        )
+    result = train(opts, resume=bool(resume_dir))
+    click.echo(f"best test accuracy {result['best_test_acc']:.4f}; run directory: {result['out']}")

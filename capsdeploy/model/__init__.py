@@ -1,0 +1,19 @@
+"""Capsule layers, dynamic routing and losses."""
+
+from .capsnet import CapsNet, count_parameters
+from .config import CapsNetConfig
+from .losses import capsule_loss, margin_loss, reconstruction_loss
+from .routing import dynamic_routing
+from .squash import capsule_length, squash
+
+__all__ = [
+    "CapsNet",
+    "CapsNetConfig",
+    "capsule_length",
+    "capsule_loss",
+    "count_parameters",
+    "dynamic_routing",
+    "margin_loss",
+    "reconstruction_loss",
+    "squash",
+]

@@ -1,0 +1,131 @@
+"""The run directory contract: ``model.safetensors`` + ``config.json``.
+
+Every stage that needs a model from a run directory calls ``load_run``; every
+writer calls ``save_run``. Both files are written atomically, weights first, so
+a directory with a config.json always has the weights that config describes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import CapsDeployError, UsageError
+from ..fileio import atomic_path, write_json_atomic
+from ..version import __version__
+from .capsnet import CapsNet
+from .config import CapsNetConfig
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FORMAT_VERSION = 1
+
+
+def default_normalization(channels: int = 1) -> dict:
+    """Pixels scaled to [0, 1], as in the paper; mean/std per channel."""
+    return {"scale": 1.0 / 255.0, "mean": [0.0] * channels, "std": [1.0] * channels}
+
+
+@dataclass
+class RunInfo:
+    """What ``config.json`` holds, parsed; ``raw`` keeps the full document."""
+
+    model: CapsNetConfig
+    class_names: list[str]
+    normalization: dict
+    raw: dict
+    path: Path
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.raw.get("weights_sha256", "")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_config_doc(model_cfg: CapsNetConfig, class_names, normalization: dict, **extra) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "capsdeploy_version": __version__,
+        "model": model_cfg.to_dict(),
+        "input": {
+            "channels": model_cfg.in_channels,
+            "height": model_cfg.image_size,
+            "width": model_cfg.image_size,
+            "pixel_dtype": "uint8",
+            "normalization": normalization,
+        },
+        "class_names": list(class_names),
+        **extra,
+    }
+
+
+def save_run(run_dir: str | Path, model: CapsNet, doc: dict) -> Path:
+    """Write weights then config (with the weights' sha256) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "capsdeploy": __version__})
+        digest = sha256_file(tmp)
+    write_json_atomic(run_dir / CONFIG, {**doc, "weights_sha256": digest})
+    return run_dir
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory; pass the --out directory of `capsdeploy train`")
+    if not cfg_path.is_file() or not (run_dir / WEIGHTS).is_file():
+        raise UsageError(
+            f"{run_dir}: not a capsdeploy run directory (needs {CONFIG} and {WEIGHTS}); "
+            "pass the --out directory of `capsdeploy train`"
+        )
+    try:
+        raw = json.loads(cfg_path.read_text())
+        model_cfg = CapsNetConfig.from_dict(raw["model"])
+        return RunInfo(model_cfg, list(raw["class_names"]), raw["input"]["normalization"], raw, run_dir)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CapsDeployError(
+            f"{cfg_path}: unreadable run config ({e}); retrain or restore the file"
+        ) from None
+
+
+def load_run(
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    routing_iters: int | None = None,
+) -> tuple[CapsNet, RunInfo]:
+    """Rebuild the module from config.json and load its weights, in eval mode.
+
+    ``routing_iters`` overrides the trained count (routing has no weights of its
+    own, so any count loads).
+    """
+    info = read_run_info(run_dir)
+    cfg = info.model
+    if routing_iters is not None and routing_iters != cfg.routing_iters:
+        cfg = CapsNetConfig.from_dict({**cfg.to_dict(), "routing_iters": routing_iters})
+    model = CapsNet(cfg)
+    try:
+        state = load_file(str(info.path / WEIGHTS))
+    except Exception as e:  # safetensors raises its own error types
+        raise CapsDeployError(f"{info.path / WEIGHTS}: unreadable weights ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise CapsDeployError(
+            f"{info.path}: weights do not fit the model described by {CONFIG} "
+            f"({' '.join(first)}); the two files come from different runs"
+        ) from None
+    return model.to(device).eval(), info

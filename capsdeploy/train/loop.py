@@ -1,0 +1,287 @@
+"""The training loop: Adam, exponential decay, margin + reconstruction loss.
+
+Shuffling and augmentation are drawn from (seed, epoch) alone, per sample, so
+an interrupted run resumed from its state, an uninterrupted run and a torchrun
+run split across processes all see the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from ..data import ImageSet, load_split, random_shifts, shift_images
+from ..data.datasets import get_spec
+from ..data.normalize import normalize_unit, to_unit
+from ..errors import CapsDeployError, UsageError
+from ..fileio import write_bytes_atomic
+from ..model import CapsNet, CapsNetConfig, capsule_loss
+from ..model.checkpoint import build_config_doc, default_normalization, save_run
+from .distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown
+from .evaluate import evaluate
+from .options import TrainOptions
+from .state import load_state, run_exists, save_state
+
+
+class TrainingInterrupted(CapsDeployError):
+    def __init__(self, run_dir):
+        super().__init__(
+            f"interrupted; state saved. Continue with: capsdeploy train --resume {run_dir}",
+            exit_code=130,
+        )
+
+
+@dataclass
+class Progress:
+    """What survives an interruption, besides model and optimizer."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step: int = 0  # batches of that epoch already done
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    best_acc: float = -1.0
+    history: list = field(default_factory=list)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current batch."""
+
+    def __init__(self):
+        self.raised = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            self.raised = True
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def log(msg: str, dist_info: DistInfo) -> None:
+    if dist_info.is_main:
+        tqdm.write(msg, file=sys.stderr)
+
+
+def train(opts: TrainOptions, resume: bool = False) -> dict:
+    """Train per ``opts`` into ``opts.out``; return the final metrics."""
+    out = Path(opts.out)
+    wants_cuda = opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
+    dist_info = init_distributed("cuda" if wants_cuda else "cpu")
+    try:
+        return _train(opts, out, resume, dist_info)
+    finally:
+        shutdown(dist_info)
+
+
+def resume_options(run_dir: str | Path, epochs: int | None = None) -> TrainOptions:
+    state = load_state(run_dir)
+    opts = TrainOptions.from_dict({**state["options"], "out": str(run_dir)})
+    if epochs is not None:
+        opts.epochs = epochs
+    return opts
+
+
+def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet]:
+    spec = get_spec(opts.dataset)
+    train_split = opts.train_split or spec.default_train
+    test_split = opts.test_split or spec.default_test
+    train_set = load_split(opts.dataset, train_split, opts.data_dir, opts.download, opts.max_train_samples)
+    test_set = load_split(opts.dataset, test_split, opts.data_dir, opts.download, opts.max_test_samples)
+    if train_set.shape != test_set.shape:
+        raise UsageError(f"train images are {train_set.shape} but test images are {test_set.shape}")
+    return train_set, test_set
+
+
+def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> dict:
+    if not resume and run_exists(out) and not opts.overwrite:
+        raise UsageError(
+            f"{out} already holds a run; continue it with --resume {out}, "
+            "replace it with --overwrite, or choose another --out"
+        )
+    device = resolve_device(opts.device, dist_info)
+    train_set, test_set = _load_data(opts)
+    channels, height, width = train_set.shape
+    if height != width:
+        raise UsageError(f"square images expected, got {height}x{width}")
+    fixed = {
+        "in_channels": channels,
+        "image_size": height,
+        "num_classes": len(train_set.class_names),
+        "routing_iters": opts.routing_iters,
+        "detach_inner_routing": opts.detach_inner_routing,
+    }
+    clash = {k for k in fixed if k in opts.model_overrides and opts.model_overrides[k] != fixed[k]}
+    if clash:
+        raise UsageError(f"--model-config sets {sorted(clash)}, which come from the data or other flags")
+    try:
+        cfg = CapsNetConfig.from_dict({**CapsNetConfig().to_dict(), **opts.model_overrides, **fixed})
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"bad --model-config: {e}") from None
+    normalization = default_normalization(channels)
+
+    torch.manual_seed(opts.seed)
+    model = CapsNet(cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_decay)
+    progress = Progress()
+    if resume:
+        state = load_state(out)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise CapsDeployError(
+                f"{out}: the resume state does not fit the model built from its options"
+            ) from None
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        progress = Progress(**state["progress"])
+        log(f"resuming {out} at epoch {progress.epoch + 1}, batch {progress.step}", dist_info)
+
+    net = DistributedDataParallel(model) if dist_info.enabled else model
+    amp_dtype = _amp_dtype(opts, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    sampler = DistributedSampler(
+        range(len(train_set)),
+        num_replicas=dist_info.world_size,
+        rank=dist_info.rank,
+        shuffle=True,
+        seed=opts.seed,
+    )
+    pixels = torch.from_numpy(train_set.images)
+    labels = torch.from_numpy(train_set.labels)
+
+    def checkpoint_state() -> dict:
+        return {
+            "options": opts.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "progress": progress.__dict__,
+        }
+
+    def config_doc(metrics: dict) -> dict:
+        return build_config_doc(
+            cfg,
+            train_set.class_names,
+            normalization,
+            dataset={
+                "name": train_set.name,
+                "train_split": train_set.split,
+                "test_split": test_set.split,
+                "train_samples": len(train_set),
+                "test_samples": len(test_set),
+            },
+            training=opts.to_dict() | {"world_size": dist_info.world_size},
+            metrics=metrics,
+        )
+
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_state(out, checkpoint_state())
+    stop = _StopFlag()
+    with stop.installed():
+        while progress.epoch < opts.epochs:
+            epoch = progress.epoch
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler))
+            shifts = random_shifts(len(train_set), opts.max_shift, _epoch_generator(opts.seed, epoch))
+            batches = order.split(opts.batch_size)
+            net.train()
+            bar = tqdm(
+                total=len(batches),
+                initial=progress.step,
+                desc=f"epoch {epoch + 1}/{opts.epochs}",
+                disable=None if dist_info.is_main else True,
+                leave=False,
+            )
+            for idx in batches[progress.step :]:
+                target = shift_images(to_unit(pixels[idx]), shifts[idx]).to(device)
+                y = labels[idx].to(device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    scores, _, recon = net(normalize_unit(target, normalization), y, reconstruct=True)
+                    loss = capsule_loss(scores.float(), y, recon.float(), target, opts.recon_scale)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                progress.step += 1
+                progress.loss_sum += loss.item() * len(idx)
+                progress.correct += int((scores.argmax(1) == y).sum())
+                progress.seen += len(idx)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{progress.loss_sum / progress.seen:.4f}",
+                    acc=f"{progress.correct / progress.seen:.4f}",
+                )
+                if stop.raised:
+                    bar.close()
+                    if dist_info.is_main:
+                        save_state(out, checkpoint_state())
+                    raise TrainingInterrupted(out)
+            bar.close()
+            train_seconds = time.perf_counter() - t0
+            scheduler.step()
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": progress.loss_sum / max(progress.seen, 1),
+                "train_acc": progress.correct / max(progress.seen, 1),
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_seconds": round(train_seconds, 2),
+                "train_samples_per_second": round(progress.seen * dist_info.world_size / train_seconds, 1),
+            }
+            progress.epoch, progress.step = epoch + 1, 0
+            progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
+            if dist_info.is_main:
+                report = evaluate(model, test_set, normalization, opts.eval_batch_size, device)
+                record.update(test_acc=report["accuracy"], test_loss=report["margin_loss"])
+                record["epoch_seconds"] = round(time.perf_counter() - t0, 2)
+                progress.history.append(record)
+                metrics = {**record, "per_class": report["per_class"]}
+                save_run(out / "last", model, config_doc(metrics))
+                if report["accuracy"] > progress.best_acc:
+                    progress.best_acc = report["accuracy"]
+                    save_run(out, model, config_doc(metrics))
+                _write_metrics(out, progress.history)
+                save_state(out, checkpoint_state())
+                log(
+                    f"epoch {record['epoch']}/{opts.epochs}  loss {record['train_loss']:.4f}  "
+                    f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
+                    f"({record['epoch_seconds']:.0f}s)",
+                    dist_info,
+                )
+            barrier(dist_info)
+    return {"best_test_acc": progress.best_acc, "history": progress.history, "out": str(out)}
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _amp_dtype(opts: TrainOptions, device: torch.device):
+    if not opts.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _write_metrics(out: Path, history: list) -> None:
+    # Rewritten whole from the resume state, so a resumed run never repeats or loses an epoch.
+    text = "".join(json.dumps(r) + "\n" for r in history)
+    write_bytes_atomic(out / "metrics.jsonl", text.encode())

@@ -1,0 +1,39 @@
+"""Everything a training run is asked to do, stored with its resume state."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainOptions:
+    out: str
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    train_split: str | None = None  # None: the dataset's default ("train")
+    test_split: str | None = None  # None: the dataset's default ("t10k")
+    epochs: int = 10
+    batch_size: int = 64  # per process under torchrun
+    lr: float = 1e-3
+    lr_decay: float = 0.9  # multiplied into the learning rate after each epoch
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # only used on CUDA
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    routing_iters: int = 3
+    detach_inner_routing: bool = False
+    model_overrides: dict = field(default_factory=dict)  # CapsNetConfig fields
+    recon_scale: float = 0.0005
+    max_shift: int = 2
+    eval_batch_size: int = 256
+    download: bool = True
+    overwrite: bool = False
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainOptions:
+        return cls(**d)

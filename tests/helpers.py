@@ -1,0 +1,47 @@
+import json
+import os
+import subprocess
+import sys
+
+from safetensors.torch import load_file
+
+TINY_JSON = json.dumps(
+    {"conv1_channels": 16, "primary_caps": 4, "primary_dim": 4, "digit_dim": 8, "decoder_hidden": [32, 64]}
+)
+
+
+def capsdeploy(*args, check=False, **kw):
+    """Run the CLI in a child process, as a user would."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "capsdeploy", *map(str, args)], capture_output=True, text=True, env=env, **kw
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tiny_train_args(out, epochs=2, samples=256, batch=32):
+    return [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--out",
+        out,
+        "--epochs",
+        epochs,
+        "--max-train-samples",
+        samples,
+        "--max-test-samples",
+        64,
+        "--batch-size",
+        batch,
+        "--model-config",
+        TINY_JSON,
+        "--seed",
+        3,
+    ]
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))

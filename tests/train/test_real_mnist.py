@@ -1,0 +1,57 @@
+"""The paper-size model on real digits: a short run must already learn MNIST."""
+
+import json
+
+import pytest
+
+from tests.helpers import capsdeploy
+
+
+@pytest.mark.slow
+def test_paper_model_learns_real_digits(mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    capsdeploy(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        mnist_dir,
+        "--train-split",
+        "digits10k",
+        "--test-split",
+        "t10k",
+        "--epochs",
+        2,
+        "--max-train-samples",
+        2048,
+        "--max-test-samples",
+        1000,
+        "--out",
+        out,
+        check=True,
+    )
+    report = json.loads(
+        capsdeploy(
+            "eval",
+            "--checkpoint",
+            out,
+            "--data-dir",
+            mnist_dir,
+            "--max-samples",
+            1000,
+            "--json",
+            "-",
+            check=True,
+        ).stdout
+    )
+    assert report["num_samples"] == 1000 and report["split"] == "t10k"
+    # Chance is 10%; a wrong routing axis or a broken loss stays far below this.
+    assert report["accuracy"] >= 0.85, report["accuracy"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["dataset"] == {
+        "name": "mnist",
+        "train_split": "digits10k",
+        "test_split": "t10k",
+        "train_samples": 2048,
+        "test_samples": 1000,
+    }
