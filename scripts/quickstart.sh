@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end, offline, on the embedded synthetic digits:
-# set up, train a paper-size CapsNet briefly, evaluate it, draw its reconstructions.
+# set up, train a paper-size CapsNet briefly, evaluate it, export it to ONNX (FP32 and INT8),
+# check the graph for TensorRT, and validate ONNX Runtime against PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,4 +11,10 @@ capsdeploy info
 capsdeploy train --dataset synthetic --epochs 2 --max-train-samples 3000 --max-test-samples 1000 \
   --out "$OUT" --overwrite
 capsdeploy eval --checkpoint "$OUT" --json "$OUT/eval.json" --grid "$OUT/reconstructions.png"
-echo "done: run directory $OUT (eval.json, reconstructions.png, metrics.jsonl)"
+capsdeploy export --checkpoint "$OUT" --output "$OUT/model.onnx" --input-dtype uint8
+capsdeploy check "$OUT/model.onnx"
+capsdeploy validate --checkpoint "$OUT" --model "$OUT/model.onnx" --num-samples 500 --json "$OUT/validate-fp32.json"
+capsdeploy export --checkpoint "$OUT" --output "$OUT/model-int8.onnx" --input-dtype uint8 --precision int8
+capsdeploy validate --checkpoint "$OUT" --model "$OUT/model-int8.onnx" --num-samples 500 --json "$OUT/validate-int8.json"
+echo "done: $OUT holds the run (metrics.jsonl, eval.json, reconstructions.png), model.onnx,"
+echo "      model-int8.onnx and the validation reports"

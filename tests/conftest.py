@@ -57,3 +57,57 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def make_run(run_dir: Path, overrides: dict | None = None, seed: int = 0, dataset: str = "synthetic") -> Path:
+    """An untrained run directory (random weights): enough for parity tests."""
+    from capsdeploy.model import CapsNet
+    from capsdeploy.model.checkpoint import build_config_doc, default_normalization, save_run
+
+    torch.manual_seed(seed)
+    cfg = CapsNetConfig(**{**TINY, **(overrides or {})})
+    doc = build_config_doc(
+        cfg,
+        [str(i) for i in range(cfg.num_classes)],
+        default_normalization(cfg.in_channels),
+        dataset={"name": dataset, "train_split": "train", "test_split": "t10k"},
+    )
+    return save_run(run_dir, CapsNet(cfg), doc)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("tiny") / "run")
+
+
+@pytest.fixture(scope="session")
+def paper_mnist_run(tmp_path_factory):
+    """The paper-size model after 2 short epochs on 2,048 real digits (~2 minutes on 2 cores)."""
+    if not (SHARED_MNIST / "digits10k-images-idx3-ubyte.gz").is_file():
+        if IN_CI:
+            pytest.fail(f"CI=true but the real MNIST files are missing from {SHARED_MNIST}")
+        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
+    from tests.helpers import capsdeploy
+
+    out = tmp_path_factory.mktemp("paper") / "run"
+    capsdeploy(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        SHARED_MNIST,
+        "--train-split",
+        "digits10k",
+        "--test-split",
+        "t10k",
+        "--epochs",
+        2,
+        "--max-train-samples",
+        2048,
+        "--max-test-samples",
+        1000,
+        "--out",
+        out,
+        check=True,
+    )
+    return out

@@ -5,9 +5,12 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
+from .check_cmd import check_cmd
 from .eval_cmd import eval_cmd
+from .export_cmd import export_cmd
 from .info_cmd import info_cmd
 from .train_cmd import train_cmd
+from .validate_cmd import validate_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +21,9 @@ def cli():
 
 cli.add_command(train_cmd)
 cli.add_command(eval_cmd)
+cli.add_command(export_cmd)
+cli.add_command(check_cmd)
+cli.add_command(validate_cmd)
 cli.add_command(info_cmd)
 
 

@@ -31,7 +31,8 @@ class PrimaryCaps(nn.Module):
         g = y.shape[-1]
         y = y.reshape(-1, self.caps, self.dim, g * g)
         y = y.permute(0, 1, 3, 2).reshape(-1, self.caps * g * g, self.dim)
-        return squash(y, eps=self.eps)
+        # Squash in FP32 even when the convolution runs in FP16 (a no-op for FP32).
+        return squash(y.float(), eps=self.eps)
 
 
 class DigitCaps(nn.Module):
@@ -51,8 +52,9 @@ class DigitCaps(nn.Module):
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # u: [B, children, in_dim] -> u_hat: [B, children, parents, out_dim]
-        u_hat = torch.matmul(u.transpose(0, 1), self.weight).transpose(0, 1)
-        u_hat = u_hat.reshape(u.shape[0], -1, self.parents, self.dim)
+        u_hat = torch.matmul(u.to(self.weight.dtype).transpose(0, 1), self.weight).transpose(0, 1)
+        # Routing (sums over 1152 children, softmax, squash) always runs in FP32.
+        u_hat = u_hat.float().reshape(u.shape[0], -1, self.parents, self.dim)
         return dynamic_routing(u_hat, self.iterations, self.detach_inner, self.eps)
 
 
@@ -69,7 +71,8 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, poses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.net((poses * mask.unsqueeze(-1)).flatten(1))
+        masked = (poses * mask.unsqueeze(-1)).flatten(1)
+        return self.net(masked.to(self.net[0].weight.dtype)).float()
 
 
 class CapsNet(nn.Module):
@@ -95,7 +98,8 @@ class CapsNet(nn.Module):
         target: torch.Tensor | None = None,
         reconstruct: bool = False,
     ):
-        h = torch.relu(self.conv1(x))
+        # Heavy layers run in the parameters' dtype; see PrimaryCaps/DigitCaps for FP32 islands.
+        h = torch.relu(self.conv1(x.to(self.conv1.weight.dtype)))
         poses, _ = self.digits(self.primary(h))
         scores = capsule_length(poses, eps=self.config.eps)
         if not reconstruct:

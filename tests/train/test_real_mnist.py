@@ -4,39 +4,20 @@ import json
 
 import pytest
 
+from tests.conftest import SHARED_MNIST
 from tests.helpers import capsdeploy
 
 
 @pytest.mark.slow
-def test_paper_model_learns_real_digits(mnist_dir, tmp_path):
-    out = tmp_path / "run"
-    capsdeploy(
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        mnist_dir,
-        "--train-split",
-        "digits10k",
-        "--test-split",
-        "t10k",
-        "--epochs",
-        2,
-        "--max-train-samples",
-        2048,
-        "--max-test-samples",
-        1000,
-        "--out",
-        out,
-        check=True,
-    )
+def test_paper_model_learns_real_digits(paper_mnist_run):
+    out = paper_mnist_run
     report = json.loads(
         capsdeploy(
             "eval",
             "--checkpoint",
             out,
             "--data-dir",
-            mnist_dir,
+            SHARED_MNIST,
             "--max-samples",
             1000,
             "--json",

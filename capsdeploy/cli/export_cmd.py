@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import click
+
+from .common import handle_errors
+
+
+@click.command("export")
+@click.option("--checkpoint", required=True, type=click.Path(), help="Run directory from `capsdeploy train`.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "trt", "triton"]), default="onnx", show_default=True
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write model.onnx."
+)
+@click.option(
+    "--routing-iters", type=click.IntRange(1), help="Unroll routing to N iterations (default: as trained)."
+)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option(
+    "--input-dtype",
+    type=click.Choice(["float32", "uint8"]),
+    default="float32",
+    show_default=True,
+    help="uint8 bakes the cast and normalization into the graph: clients send raw pixels.",
+)
+@click.option(
+    "--io-dtype",
+    type=click.Choice(["fp32", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="With --precision fp16: make the image input and the outputs FP16 too.",
+)
+@click.option("--with-decoder", is_flag=True, help="Add the `reconstruction` output.")
+@click.option("--batch", type=click.IntRange(1), help="A static batch size (default: dynamic batch).")
+@click.option(
+    "--opset", type=int, default=18, show_default=True, help="ONNX opset (17..25; TensorRT 10 parses <= 20)."
+)
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
+@click.option(
+    "--calib-samples",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="INT8: training images used for calibration.",
+)
+@click.option("--calib-split", help="INT8: split to calibrate on (default: the run's training split).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
+@click.option("--strict-trt", is_flag=True, help="Fail when the TensorRT compatibility check finds errors.")
+@click.option("--json", "json_dest", metavar="PATH", help="Write the export report as JSON; '-' for stdout.")
+@handle_errors
+def export_cmd(checkpoint, fmt, output, io_dtype, no_simplify, strict_trt, json_dest, **kw):
+    """Export a trained run to ONNX, routing unrolled to a fixed iteration count.
+
+    \b
+    The graph takes `image` [N, C, H, W] and returns `scores` [N, classes] (capsule
+    lengths), `poses` [N, classes, D] and, with --with-decoder, `reconstruction`.
+    Metadata in the file carries the run's config, normalization, routing iterations,
+    precision and the weights' sha256. The graph is checked with onnx.checker and
+    against TensorRT's ONNX parser support, then written atomically.
+    """
+    from ..errors import CapsDeployError, UsageError
+    from ..export import ExportOptions, export_onnx
+    from ..export.summary import format_summary
+    from ..fileio import write_json_report
+
+    if fmt != "onnx":
+        raise UsageError(f"--format {fmt} is not available yet; export --format onnx, then build from it")
+    opts = ExportOptions(
+        io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
+    )
+    report = export_onnx(checkpoint, output, opts)
+    if json_dest:
+        write_json_report(json_dest, report)
+    if json_dest != "-":
+        for w in report["warnings"]:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(
+            f"wrote {report['output']} ({report['precision']}, {report['routing_iters']} routing iterations)"
+        )
+        click.echo(format_summary(report["summary"]))
+        findings = report["tensorrt_findings"]
+        click.echo("TensorRT check: " + ("ok" if not findings else f"{len(findings)} finding(s)"))
+        for f in findings:
+            click.echo(f"  {f}")
+    if strict_trt and any(f.startswith("error") for f in report["tensorrt_findings"]):
+        raise CapsDeployError("TensorRT compatibility check failed (--strict-trt)")

@@ -1,0 +1,56 @@
+"""The ONNX metadata contract between export and runtime.
+
+Every value is a string (ONNX ``metadata_props``); structured values are JSON.
+The runtime reads preprocessing from here, never from flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import onnx
+
+PREFIX = "capsdeploy."
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("scores", "poses", "reconstruction")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    capsdeploy_version: str
+    precision: str  # fp32 | fp16 | int8
+    input_dtype: str  # float32 | float16 | uint8
+    normalization: dict
+    routing_iters: int
+    trained_routing_iters: int
+    class_names: list
+    weights_sha256: str
+    run_config: dict
+    with_decoder: bool
+
+    def to_props(self) -> dict[str, str]:
+        return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata | None:
+        """None when the file carries no capsdeploy metadata (a foreign export)."""
+        if PREFIX + "precision" not in props:
+            return None
+        fields = {}
+        for name, typ in cls.__annotations__.items():
+            raw = props[PREFIX + name]
+            fields[name] = raw if typ == "str" else json.loads(raw)
+        return cls(**fields)
+
+
+def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
+    kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for k, v in meta.to_props().items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def read_metadata(model: onnx.ModelProto) -> ModelMetadata | None:
+    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props})

@@ -1,0 +1,73 @@
+"""The INT8 variant of an FP32 graph, with ONNX Runtime's static quantizer.
+
+(FP16 needs no graph rewriting: the model runs its convolutions and matmuls in
+its parameters' dtype and keeps squash, routing and lengths in FP32, so
+exporting ``model.half()`` gives a clean mixed-precision graph.)
+
+What is quantized is chosen deliberately: the convolutions hold nearly all the
+FLOPs, while routing's softmax and squash decide the scores.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+# Ops quantized to INT8 by default. Quantizing routing too collapsed accuracy to
+# chance in a probe (98.7% -> 10%); convolutions alone kept it.
+INT8_OPS = ("Conv",)
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over prepared batches."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]):
+        self._it = iter([{input_name: b} for b in batches])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # some ORT versions call it
+        pass
+
+
+def to_int8(
+    model: onnx.ModelProto,
+    calibration_batches: list[np.ndarray],
+    input_name: str,
+    op_types: tuple[str, ...] = INT8_OPS,
+    method: str = "minmax",
+) -> onnx.ModelProto:
+    """Static Q/DQ quantization: per-channel symmetric INT8 weights and symmetric
+    INT8 activations, so every zero point is 0 (TensorRT's explicit quantization
+    requires it)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (Path(tmp) / f for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save(model, src)
+        # Shape inference only: ORT's graph optimizations would fuse ops TensorRT must see.
+        quant_pre_process(str(src), str(pre), skip_optimization=True)
+        quantize_static(
+            str(pre),
+            str(dst),
+            _Calibration(input_name, calibration_batches),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+        return onnx.load(dst)

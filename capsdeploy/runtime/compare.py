@@ -1,0 +1,100 @@
+"""The one comparator: reference vs candidate outputs, statistics and a verdict.
+
+Default tolerances per precision, and why:
+- fp32: both sides compute in FP32 and differ only in operation order (conv
+  algorithms, the sums over 1152 child capsules). Scores are lengths in (0, 1),
+  where FP32 spacing is ~6e-8; 1e-5 allows ~100 ulps of accumulated reordering
+  and still catches any real graph difference (a wrong routing step moves
+  scores by 1e-2 or more). Every top-1 must agree.
+- fp16: a 10-bit mantissa gives ~5e-4 relative error per rounding; the
+  convolutions sum 20,736 products each. 5e-3 absolute on (0, 1) values, and
+  top-1 agreement of at least 99.9% (near-ties may flip).
+- int8: elementwise error is ~1e-2 by design (256 levels per tensor), so it is
+  reported, not judged; the verdict is top-1 agreement >= 99% and accuracy
+  within 0.2 percentage points of the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    atol: float | None  # None: elementwise error is reported, not judged
+    rtol: float
+    min_top1_agreement: float
+    max_accuracy_drop: float  # fraction, e.g. 0.002 = 0.2 percentage points
+
+    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> Tolerances:
+        return replace(
+            self, atol=self.atol if atol is None else atol, rtol=self.rtol if rtol is None else rtol
+        )
+
+
+DEFAULT_TOLERANCES = {
+    "fp32": Tolerances(atol=1e-5, rtol=1e-4, min_top1_agreement=1.0, max_accuracy_drop=0.0),
+    "fp16": Tolerances(atol=5e-3, rtol=1e-2, min_top1_agreement=0.999, max_accuracy_drop=0.002),
+    "int8": Tolerances(atol=None, rtol=0.0, min_top1_agreement=0.99, max_accuracy_drop=0.002),
+}
+
+
+def error_stats(ref: np.ndarray, cand: np.ndarray, tol: Tolerances) -> dict:
+    ref = ref.astype(np.float64).reshape(len(ref), -1)
+    cand = cand.astype(np.float64).reshape(len(cand), -1)
+    diff = np.abs(ref - cand)
+    rel = diff / np.maximum(np.abs(ref), 1e-12)
+    dot = (ref * cand).sum(1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = np.where(norms > 0, dot / np.maximum(norms, 1e-300), 1.0)
+    stats = {
+        "max_abs_error": float(diff.max(initial=0.0)),
+        "max_rel_error": float(rel.max(initial=0.0)),
+        "mean_abs_error": float(diff.mean()) if diff.size else 0.0,
+        "p99_abs_error": float(np.percentile(diff, 99)) if diff.size else 0.0,
+        "min_cosine_similarity": float(cosine.min(initial=1.0)),
+        "mean_cosine_similarity": float(cosine.mean()) if cosine.size else 1.0,
+    }
+    if tol.atol is not None:
+        bad = diff > tol.atol + tol.rtol * np.abs(ref)
+        stats["elements_out_of_tolerance"] = int(bad.sum())
+        stats["passed"] = not bad.any()
+    return stats
+
+
+def compare_outputs(
+    reference: dict[str, np.ndarray],
+    candidate: dict[str, np.ndarray],
+    tol: Tolerances,
+    labels: np.ndarray | None = None,
+    score_name: str = "scores",
+) -> dict:
+    """Statistics per common output, top-1 agreement and accuracies, and a verdict."""
+    names = [n for n in reference if n in candidate]
+    outputs = {n: error_stats(reference[n], candidate[n], tol) for n in names}
+    report: dict = {"tolerances": asdict(tol), "outputs": outputs, "failures": []}
+    for n, s in outputs.items():
+        if s.get("passed") is False:
+            report["failures"].append(
+                f"{n}: {s['elements_out_of_tolerance']} elements beyond atol {tol.atol} + rtol {tol.rtol} "
+                f"(max abs {s['max_abs_error']:.3g})"
+            )
+    if score_name in reference and score_name in candidate:
+        ref_top, cand_top = reference[score_name].argmax(1), candidate[score_name].argmax(1)
+        agreement = float((ref_top == cand_top).mean()) if len(ref_top) else 1.0
+        report["top1_agreement"] = agreement
+        report["num_samples"] = int(len(ref_top))
+        if agreement < tol.min_top1_agreement:
+            report["failures"].append(f"top-1 agreement {agreement:.4%} < {tol.min_top1_agreement:.4%}")
+        if labels is not None:
+            ref_acc, cand_acc = float((ref_top == labels).mean()), float((cand_top == labels).mean())
+            report.update(reference_accuracy=ref_acc, candidate_accuracy=cand_acc)
+            if ref_acc - cand_acc > tol.max_accuracy_drop + 1e-12:
+                report["failures"].append(
+                    f"accuracy {cand_acc:.4%} is {100 * (ref_acc - cand_acc):.2f} pp below the reference "
+                    f"{ref_acc:.4%} (allowed {100 * tol.max_accuracy_drop:.2f} pp)"
+                )
+    report["passed"] = not report["failures"]
+    return report

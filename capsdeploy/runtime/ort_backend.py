@@ -1,0 +1,100 @@
+"""ONNX Runtime backend: CPU, or CUDA / TensorRT execution providers where installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CapsDeployError, UsageError
+from ..export.metadata import ModelMetadata
+from .backend import TensorSpec
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int64)": "int64",
+}
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    return [p for p in preferred if p in available]
+
+
+class OrtBackend:
+    name = "ort"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        optimization: str = "all",
+        optimized_model_path: str | None = None,
+    ):
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such ONNX file; create one with `capsdeploy export`")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        if optimized_model_path:
+            opts.optimized_model_filepath = optimized_model_path
+        self.providers = providers or ["CPUExecutionProvider"]
+        missing = set(self.providers) - set(ort.get_available_providers())
+        if missing:
+            raise UsageError(
+                f"ONNX Runtime providers {sorted(missing)} are not available here "
+                f"(available: {ort.get_available_providers()}); install onnxruntime-gpu for CUDA/TensorRT"
+            )
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+            raise CapsDeployError(
+                f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+                "the file is corrupt, truncated or not an ONNX model; export it again"
+            ) from None
+        self.path = path
+        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
+
+    def inputs(self) -> list[TensorSpec]:
+        return [_spec(i) for i in self.session.get_inputs()]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [_spec(o) for o in self.session.get_outputs()]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        try:
+            values = self.session.run(names, feeds)
+        except Exception as e:
+            raise CapsDeployError(f"inference failed: {str(e).splitlines()[0][:300]}") from None
+        return dict(zip(names, values, strict=True))
+
+    def warmup(self) -> None:
+        spec = self.inputs()[0]
+        shape = [1 if not isinstance(d, int) else d for d in spec.shape]
+        self.infer({spec.name: np.zeros(shape, dtype=spec.dtype)})
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
+    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)

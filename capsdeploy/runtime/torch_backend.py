@@ -1,0 +1,68 @@
+"""The PyTorch reference: the checkpoint in eager mode, with the ONNX graph's IO names."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..export.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from ..model.checkpoint import load_run
+from ..version import __version__
+from .backend import TensorSpec
+
+
+class TorchBackend:
+    """Takes normalized float32 ``image`` [N, C, H, W], as an FP32 export does."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        checkpoint,
+        device: str = "cpu",
+        routing_iters: int | None = None,
+        with_decoder: bool = False,
+        compile: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.model, self.info = load_run(checkpoint, self.device, routing_iters)
+        self.with_decoder = with_decoder
+        self._forward = torch.compile(self.model) if compile else self.model
+        cfg = self.model.config
+        self._input = TensorSpec(
+            INPUT_NAME, "float32", (None, cfg.in_channels, cfg.image_size, cfg.image_size)
+        )
+        self.metadata = ModelMetadata(
+            capsdeploy_version=__version__,
+            precision="fp32",
+            input_dtype="float32",
+            normalization=self.info.normalization,
+            routing_iters=cfg.routing_iters,
+            trained_routing_iters=self.info.model.routing_iters,
+            class_names=self.info.class_names,
+            weights_sha256=self.info.weights_sha256,
+            run_config=self.info.raw,
+            with_decoder=with_decoder,
+        )
+
+    def inputs(self) -> list[TensorSpec]:
+        return [self._input]
+
+    def outputs(self) -> list[TensorSpec]:
+        cfg = self.model.config
+        shapes = [(None, cfg.num_classes), (None, cfg.num_classes, cfg.digit_dim), (None, cfg.input_numel)]
+        n = 3 if self.with_decoder else 2
+        return [TensorSpec(name, "float32", s) for name, s in zip(OUTPUT_NAMES[:n], shapes[:n], strict=True)]
+
+    @torch.inference_mode()
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device, torch.float32)
+        out = self._forward(x, reconstruct=self.with_decoder)
+        return {name: t.float().cpu().numpy() for name, t in zip(OUTPUT_NAMES, out, strict=False)}
+
+    def warmup(self) -> None:
+        cfg = self.model.config
+        self.infer({INPUT_NAME: np.zeros((1, cfg.in_channels, cfg.image_size, cfg.image_size), np.float32)})
+
+    def close(self) -> None:
+        self.model = self._forward = None
