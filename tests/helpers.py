@@ -10,9 +10,9 @@ TINY_JSON = json.dumps(
 )
 
 
-def capsdeploy(*args, check=False, **kw):
+def capsdeploy(*args, check=False, env_extra=None, **kw):
     """Run the CLI in a child process, as a user would."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "capsdeploy", *map(str, args)], capture_output=True, text=True, env=env, **kw
     )

@@ -6,7 +6,13 @@ from .common import handle_errors
 
 
 @click.command("export")
-@click.option("--checkpoint", required=True, type=click.Path(), help="Run directory from `capsdeploy train`.")
+@click.option("--checkpoint", type=click.Path(), help="Run directory from `capsdeploy train`.")
+@click.option(
+    "--model",
+    "onnx_model",
+    type=click.Path(dir_okay=False),
+    help="--format trt: build from this ONNX file instead of exporting the checkpoint first.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["onnx", "trt", "triton"]), default="onnx", show_default=True
 )
@@ -46,11 +52,59 @@ from .common import handle_errors
 )
 @click.option("--calib-split", help="INT8: split to calibrate on (default: the run's training split).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
+@click.option(
+    "--min-batch", type=click.IntRange(1), default=1, show_default=True, help="trt: profile minimum."
+)
+@click.option(
+    "--opt-batch", type=click.IntRange(1), default=32, show_default=True, help="trt: profile optimum."
+)
+@click.option(
+    "--max-batch", type=click.IntRange(1), default=256, show_default=True, help="trt: profile maximum."
+)
+@click.option(
+    "--workspace",
+    "workspace_mib",
+    type=click.IntRange(16),
+    default=2048,
+    show_default=True,
+    help="trt: workspace limit in MiB.",
+)
+@click.option(
+    "--opt-level",
+    "optimization_level",
+    type=click.IntRange(0, 5),
+    default=3,
+    show_default=True,
+    help="trt: builder optimization level.",
+)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False),
+    help="trt: timing cache file (default: in the cache dir).",
+)
+@click.option("--no-engine-cache", is_flag=True, help="trt: always rebuild.")
 @click.option("--strict-trt", is_flag=True, help="Fail when the TensorRT compatibility check finds errors.")
 @click.option("--json", "json_dest", metavar="PATH", help="Write the export report as JSON; '-' for stdout.")
 @handle_errors
-def export_cmd(checkpoint, fmt, output, io_dtype, no_simplify, strict_trt, json_dest, **kw):
-    """Export a trained run to ONNX, routing unrolled to a fixed iteration count.
+def export_cmd(
+    checkpoint,
+    onnx_model,
+    fmt,
+    output,
+    io_dtype,
+    no_simplify,
+    strict_trt,
+    json_dest,
+    min_batch,
+    opt_batch,
+    max_batch,
+    workspace_mib,
+    optimization_level,
+    timing_cache,
+    no_engine_cache,
+    **kw,
+):
+    """Export a trained run to ONNX (routing unrolled), or build a TensorRT plan.
 
     \b
     The graph takes `image` [N, C, H, W] and returns `scores` [N, classes] (capsule
@@ -58,17 +112,44 @@ def export_cmd(checkpoint, fmt, output, io_dtype, no_simplify, strict_trt, json_
     Metadata in the file carries the run's config, normalization, routing iterations,
     precision and the weights' sha256. The graph is checked with onnx.checker and
     against TensorRT's ONNX parser support, then written atomically.
+
+    \b
+    --format trt builds a TensorRT engine (needs TensorRT and a CUDA GPU) from --model
+    or from a fresh export of --checkpoint, with an optimization profile over the batch
+    (--min/--opt/--max-batch), a timing cache, and an engine cache keyed by the ONNX
+    sha256, TensorRT version, GPU and options; a JSON sidecar says what it was built from.
     """
     from ..errors import CapsDeployError, UsageError
     from ..export import ExportOptions, export_onnx
     from ..export.summary import format_summary
     from ..fileio import write_json_report
 
-    if fmt != "onnx":
-        raise UsageError(f"--format {fmt} is not available yet; export --format onnx, then build from it")
+    if fmt == "triton":
+        raise UsageError("--format triton is not available yet")
     opts = ExportOptions(
         io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
     )
+    if fmt == "trt":
+        from ..runtime.trt.build import BuildOptions, export_plan
+
+        build = BuildOptions(
+            min_batch,
+            opt_batch,
+            max_batch,
+            workspace_mib,
+            optimization_level,
+            timing_cache,
+            use_engine_cache=not no_engine_cache,
+        )
+        report = export_plan(output, build, onnx_model, checkpoint, opts)
+        if json_dest:
+            write_json_report(json_dest, report)
+        if json_dest != "-":
+            state = "reused from the engine cache" if report["cache_hit"] else "built"
+            click.echo(f"wrote {report['output']} ({state}; sidecar {report['output']}.json)")
+        return
+    if not checkpoint:
+        raise UsageError("--format onnx needs --checkpoint DIR")
     report = export_onnx(checkpoint, output, opts)
     if json_dest:
         write_json_report(json_dest, report)

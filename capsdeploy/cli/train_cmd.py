@@ -19,7 +19,7 @@ from .common import data_options, handle_errors, parse_json_option
     "--epochs", type=click.IntRange(1), help="Epochs in all (default 10; with --resume: extend to N)."
 )
 @click.option(
-    "--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Per process under torchrun."
+    "--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Per process under torchrun."
 )
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option(

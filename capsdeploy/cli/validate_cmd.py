@@ -10,8 +10,16 @@ from .common import data_options, handle_errors
 
 @click.command("validate")
 @click.option("--checkpoint", required=True, type=click.Path(), help="The run the model was exported from.")
-@click.option("--model", type=click.Path(dir_okay=False), help="The exported model (model.onnx).")
-@click.option("--engine", type=click.Choice(["ort", "torch", "trt"]), default="ort", show_default=True)
+@click.option(
+    "--model", type=click.Path(dir_okay=False), help="The exported model (model.onnx or model.plan)."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["ort", "ort-cuda", "trt", "torch", "torch-cuda"]),
+    default="ort",
+    show_default=True,
+    help="trt takes a .plan, or an .onnx it builds (cached) first.",
+)
 @click.option("--providers", help="ONNX Runtime providers, comma-separated (default: CPUExecutionProvider).")
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), help="Default: the run's dataset.")
 @data_options

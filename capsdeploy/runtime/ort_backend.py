@@ -70,6 +70,8 @@ class OrtBackend:
                 "the file is corrupt, truncated or not an ONNX model; export it again"
             ) from None
         self.path = path
+        # On CUDA, bind outputs to device memory: ORT then skips its own staging copies.
+        self._iobinding = "CUDAExecutionProvider" in self.session.get_providers()
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
 
     def inputs(self) -> list[TensorSpec]:
@@ -81,7 +83,16 @@ class OrtBackend:
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
         try:
-            values = self.session.run(names, feeds)
+            if self._iobinding:
+                binding = self.session.io_binding()
+                for k, v in feeds.items():
+                    binding.bind_cpu_input(k, np.ascontiguousarray(v))
+                for n in names:
+                    binding.bind_output(n, "cuda")
+                self.session.run_with_iobinding(binding)
+                values = binding.copy_outputs_to_cpu()
+            else:
+                values = self.session.run(names, feeds)
         except Exception as e:
             raise CapsDeployError(f"inference failed: {str(e).splitlines()[0][:300]}") from None
         return dict(zip(names, values, strict=True))

@@ -1,0 +1,1 @@
+"""TensorRT: environment checks, engine building with caches, and the trt backend."""

@@ -1,0 +1,235 @@
+"""ONNX -> TensorRT plan, written against the TensorRT 10 and 11 Python API.
+
+Precision comes from the ONNX file (FP16 tensors, Q/DQ INT8): networks are
+strongly typed, and no FP16/INT8 builder flag is set (TensorRT 11 removed
+them). Builds are skipped when the engine cache already holds a plan for the
+same ONNX bytes, TensorRT version, GPU and build options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+
+from ...errors import CapsDeployError, UsageError
+from ...export.check import load_onnx
+from ...export.metadata import read_metadata
+from ...fileio import atomic_path, write_bytes_atomic, write_json_atomic
+from ...model.checkpoint import sha256_file
+from ...version import __version__
+from .environment import require_tensorrt
+
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 256
+    workspace_mib: int = 2048
+    optimization_level: int = 3  # TensorRT's default; 0..5
+    timing_cache: str | None = None  # default: <cache>/timing.cache
+    engine_cache_dir: str | None = None  # default: <cache>/engines
+    use_engine_cache: bool = True
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "capsdeploy" / "tensorrt"
+
+
+def profile_shapes(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, tuple[tuple, tuple, tuple]]:
+    """(min, opt, max) shape per graph input, varying only the batch axis."""
+    if not opts.min_batch <= opts.opt_batch <= opts.max_batch or opts.min_batch < 1:
+        raise UsageError(
+            f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
+            f"{opts.min_batch}/{opts.opt_batch}/{opts.max_batch}"
+        )
+    inits = {i.name for i in model.graph.initializer}
+    shapes = {}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        rest = []
+        for axis, d in enumerate(dims[1:], start=1):
+            if not d.HasField("dim_value"):
+                raise UsageError(f"input {inp.name!r} axis {axis} is dynamic; only the batch axis may be")
+            rest.append(d.dim_value)
+        if dims and dims[0].HasField("dim_value"):  # a static-batch export
+            b = dims[0].dim_value
+            if (opts.min_batch, opts.max_batch) != (1, 256) and not opts.min_batch <= b <= opts.max_batch:
+                raise UsageError(f"{inp.name!r} has a static batch of {b}, outside the requested profile")
+            shapes[inp.name] = ((b, *rest),) * 3
+        else:
+            shapes[inp.name] = tuple((n, *rest) for n in (opts.min_batch, opts.opt_batch, opts.max_batch))
+    return shapes
+
+
+def cache_key(
+    onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str, opts: BuildOptions
+) -> str:
+    """Everything that changes the plan; the cache locations themselves do not."""
+    relevant = {
+        k: v
+        for k, v in asdict(opts).items()
+        if k not in ("timing_cache", "engine_cache_dir", "use_engine_cache")
+    }
+    doc = {
+        "onnx_sha256": onnx_sha256,
+        "tensorrt": trt_version,
+        "gpu": gpu_name,
+        "compute_capability": compute_capability,
+        "options": relevant,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def sidecar_doc(
+    onnx_path: Path,
+    onnx_sha256: str,
+    key: str,
+    env: dict,
+    opts: BuildOptions,
+    shapes: dict,
+    metadata_props: dict,
+    build_seconds: float | None,
+) -> dict:
+    return {
+        "capsdeploy_version": __version__,
+        "cache_key": key,
+        "built_from": {"onnx": str(onnx_path), "onnx_sha256": onnx_sha256},
+        "built_for": env,
+        "options": asdict(opts),
+        "profile": {name: {"min": s[0], "opt": s[1], "max": s[2]} for name, s in shapes.items()},
+        "onnx_metadata": metadata_props,
+        "build_seconds": build_seconds,
+    }
+
+
+def build_engine(onnx_path: str | Path, output: str | Path, opts: BuildOptions) -> dict:
+    onnx_path, output = Path(onnx_path), Path(output)
+    model = load_onnx(onnx_path)  # clear errors for missing/corrupt files, before any GPU work
+    shapes = profile_shapes(model, opts)
+    env = require_tensorrt()
+    onnx_sha = sha256_file(onnx_path)
+    built_for = {"tensorrt": env.version, "gpu": env.gpu_name, "compute_capability": env.compute_capability}
+    key = cache_key(onnx_sha, env.version, env.gpu_name, env.compute_capability, opts)
+    root = default_cache_root()
+    cache_dir = Path(opts.engine_cache_dir) if opts.engine_cache_dir else root / "engines"
+    cached = cache_dir / f"{key}.plan"
+    props = {p.key: p.value for p in model.metadata_props}
+
+    if opts.use_engine_cache and cached.is_file():
+        with atomic_path(output) as tmp:
+            shutil.copyfile(cached, tmp)
+        doc = json.loads(cached.with_suffix(".plan" + SIDECAR_SUFFIX).read_text())
+        write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
+        return {"output": str(output), "cache_hit": True, "cache_key": key, "sidecar": doc}
+
+    t0 = time.perf_counter()
+    plan = _build_plan(env, model, onnx_path, shapes, opts, Path(opts.timing_cache or root / "timing.cache"))
+    doc = sidecar_doc(
+        onnx_path, onnx_sha, key, built_for, opts, shapes, props, round(time.perf_counter() - t0, 2)
+    )
+    write_bytes_atomic(output, plan)
+    write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
+    if opts.use_engine_cache:
+        write_bytes_atomic(cached, plan)
+        write_json_atomic(str(cached) + SIDECAR_SUFFIX, doc)
+    return {"output": str(output), "cache_hit": False, "cache_key": key, "sidecar": doc}
+
+
+def _build_plan(env, model, onnx_path: Path, shapes: dict, opts: BuildOptions, timing_path: Path) -> bytes:
+    trt = env.trt
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    # Strongly typed: precision comes from the ONNX tensors. Required on 10.x for that
+    # behaviour; accepted and ignored on 11.x, where every network is strongly typed.
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString(), str(onnx_path)):
+        raise CapsDeployError("TensorRT could not parse the ONNX file: " + "; ".join(_parser_errors(parser)))
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
+    config.builder_optimization_level = opts.optimization_level
+    profile = builder.create_optimization_profile()
+    for name, (lo, mid, hi) in shapes.items():
+        profile.set_shape(name, lo, mid, hi)
+    config.add_optimization_profile(profile)
+    timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
+    cache = config.create_timing_cache(timing_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise CapsDeployError(
+            "TensorRT failed to build the engine; rerun with a larger --workspace or see the log above"
+        )
+    write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def _parser_errors(parser) -> list[str]:
+    out = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        # node_name()/node_operator() exist since TensorRT 8.6; node() is the index.
+        name = err.node_name() if hasattr(err, "node_name") else f"#{err.node()}"
+        op = err.node_operator() if hasattr(err, "node_operator") else "?"
+        out.append(f"node {name} ({op}): {err.desc()}")
+    return out
+
+
+def read_sidecar(plan_path: str | Path) -> dict:
+    path = Path(str(plan_path) + SIDECAR_SUFFIX)
+    if not path.is_file():
+        raise UsageError(
+            f"{plan_path}: no sidecar {path.name}; build the plan with `capsdeploy export --format trt`"
+        )
+    return json.loads(path.read_text())
+
+
+def metadata_of_plan(plan_path: str | Path):
+    """The ONNX metadata the plan was built from (preprocessing, precision, ...)."""
+    from ...export.metadata import ModelMetadata
+
+    return ModelMetadata.from_props(read_sidecar(plan_path).get("onnx_metadata", {}))
+
+
+__all__ = ["BuildOptions", "build_engine", "cache_key", "metadata_of_plan", "profile_shapes", "read_metadata"]
+
+
+def export_plan(
+    output: str | Path,
+    build: BuildOptions,
+    onnx_model: str | None = None,
+    checkpoint: str | None = None,
+    export_options=None,
+) -> dict:
+    """A plan from an ONNX file, or from a fresh ONNX export of a checkpoint."""
+    if onnx_model:
+        return build_engine(onnx_model, output, build)
+    if not checkpoint:
+        raise UsageError("--format trt needs --model model.onnx or --checkpoint DIR")
+    import tempfile
+
+    from ...export import ExportOptions, export_onnx
+
+    require_tensorrt()  # fail before exporting when no build can happen
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / (Path(output).stem + ".onnx")
+        export_onnx(checkpoint, onnx_path, export_options or ExportOptions())
+        return build_engine(onnx_path, output, build)

@@ -1,0 +1,54 @@
+"""Find TensorRT and a CUDA device, or say exactly what is missing.
+
+CUDA is checked before any Builder or Runtime is constructed: creating them
+without a usable device can abort the process instead of raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import UsageError
+
+
+@dataclass(frozen=True)
+class TrtEnvironment:
+    trt: object  # the tensorrt module
+    version: str
+    major: int
+    gpu_name: str
+    compute_capability: str
+
+
+def tensorrt_status() -> tuple[object | None, str | None]:
+    """(module, None) or (None, why it is unusable)."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        return None, (
+            f"TensorRT is not installed ({e}); install it with `pip install 'capsdeploy[gpu]'` "
+            "on a machine that can reach NVIDIA's package index"
+        )
+    except Exception as e:  # PyPI's stub packages raise at import when their download failed
+        return None, f"TensorRT failed to import ({type(e).__name__}: {e})"
+    if not hasattr(tensorrt, "Builder"):
+        return None, "the installed `tensorrt` package is a stub without the TensorRT libraries"
+    return tensorrt, None
+
+
+def require_tensorrt() -> TrtEnvironment:
+    import torch
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("no CUDA device is visible to PyTorch (torch.cuda.is_available() is False)")
+    trt, why = tensorrt_status()
+    if why:
+        missing.append(why)
+    if missing:
+        raise UsageError("TensorRT engine unavailable: " + "; ".join(missing) + ". Use --engine ort instead.")
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    version = trt.__version__
+    return TrtEnvironment(
+        trt, version, int(version.split(".")[0]), props.name, f"{props.major}.{props.minor}"
+    )
