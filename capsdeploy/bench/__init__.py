@@ -1,1 +1,1 @@
-"""Reserved for a later issue; see ../shared/architecture.md."""
+"""Benchmarks: reproducible, environment printed, medians and ratios."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
+from .bench_cmd import bench_cmd
 from .check_cmd import check_cmd
 from .eval_cmd import eval_cmd
 from .export_cmd import export_cmd
@@ -26,6 +27,7 @@ cli.add_command(export_cmd)
 cli.add_command(check_cmd)
 cli.add_command(validate_cmd)
 cli.add_command(predict_cmd)
+cli.add_command(bench_cmd)
 cli.add_command(info_cmd)
 
 

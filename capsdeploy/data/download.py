@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,15 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import CapsDeployError
-from ..fileio import atomic_path
-
-
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ..fileio import atomic_path, hash_file
 
 
 def download_file(name: str, mirrors: tuple[str, ...], md5: str, dest_dir: Path) -> Path:
@@ -30,7 +21,7 @@ def download_file(name: str, mirrors: tuple[str, ...], md5: str, dest_dir: Path)
         try:
             with atomic_path(dest) as tmp:
                 _fetch(url, tmp)
-                got = md5sum(tmp)
+                got = hash_file(tmp, "md5")
                 if got != md5:
                     raise CapsDeployError(f"{url}: md5 {got} != expected {md5}")
             return dest

@@ -7,7 +7,6 @@ a directory with a config.json always has the weights that config describes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CapsDeployError, UsageError
-from ..fileio import atomic_path, write_json_atomic
+from ..fileio import atomic_path, hash_file, write_json_atomic
 from ..version import __version__
 from .capsnet import CapsNet
 from .config import CapsNetConfig
@@ -46,11 +45,7 @@ class RunInfo:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path, "sha256")
 
 
 def build_config_doc(model_cfg: CapsNetConfig, class_names, normalization: dict, **extra) -> dict:
