@@ -20,7 +20,6 @@ import onnx
 
 from ...errors import CapsDeployError, UsageError
 from ...export.check import load_onnx
-from ...export.metadata import read_metadata
 from ...fileio import atomic_path, write_bytes_atomic, write_json_atomic
 from ...model.checkpoint import sha256_file
 from ...version import __version__
@@ -207,9 +206,6 @@ def metadata_of_plan(plan_path: str | Path):
     from ...export.metadata import ModelMetadata
 
     return ModelMetadata.from_props(read_sidecar(plan_path).get("onnx_metadata", {}))
-
-
-__all__ = ["BuildOptions", "build_engine", "cache_key", "metadata_of_plan", "profile_shapes", "read_metadata"]
 
 
 def export_plan(
