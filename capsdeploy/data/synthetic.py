@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-CLASS_NAMES = tuple(str(d) for d in range(10))
 _CANVAS = 56  # render at 2x, then downsample: smoother strokes
 
 

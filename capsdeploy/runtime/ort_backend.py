@@ -24,14 +24,6 @@ _LEVELS = {
 }
 
 
-def default_providers() -> list[str]:
-    import onnxruntime as ort
-
-    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    available = ort.get_available_providers()
-    return [p for p in preferred if p in available]
-
-
 class OrtBackend:
     name = "ort"
 

@@ -87,6 +87,19 @@ def test_metadata_round_trip(tiny_run, tmp_path):
     assert OrtBackend(tmp_path / "m.onnx").metadata == meta
 
 
+def test_backends_implement_the_protocol(tiny_run, tmp_path):
+    from capsdeploy.runtime.backend import Backend
+    from capsdeploy.runtime.torch_backend import TorchBackend
+
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    for backend in (OrtBackend(tmp_path / "m.onnx"), TorchBackend(tiny_run)):
+        assert isinstance(backend, Backend)
+        assert [s.name for s in backend.inputs()] == ["image"]
+        assert [s.name for s in backend.outputs()] == ["scores", "poses"]
+        backend.warmup()
+        assert backend.infer({"image": np.zeros((3, 1, 28, 28), np.float32)})["scores"].shape == (3, 10)
+
+
 def test_fp16_graph_runs_in_ort_and_keeps_routing_fp32(tiny_run, tmp_path):
     export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(precision="fp16"))
     model = onnx.load(tmp_path / "m.onnx")
