@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.select import ENGINES
 from .common import handle_errors
 
 
 @click.command("bench")
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "trt", "ort", "ort-cuda", "torch", "torch-cuda"]),
+    type=click.Choice(ENGINES),
     default="ort",
     show_default=True,
 )

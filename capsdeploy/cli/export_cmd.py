@@ -17,7 +17,11 @@ from .common import handle_errors
     "--format", "fmt", type=click.Choice(["onnx", "trt", "triton"]), default="onnx", show_default=True
 )
 @click.option(
-    "--output", "-o", required=True, type=click.Path(dir_okay=False), help="Where to write model.onnx."
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write model.onnx (model.plan with --format trt).",
 )
 @click.option(
     "--routing-iters", type=click.IntRange(1), help="Unroll routing to N iterations (default: as trained)."

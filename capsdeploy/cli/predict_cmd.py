@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.select import ENGINES
 from .common import handle_errors
 
 
@@ -9,7 +10,7 @@ from .common import handle_errors
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "trt", "ort", "torch", "torch-cuda"]),
+    type=click.Choice(ENGINES),
     default="auto",
     show_default=True,
     help="auto: trt where TensorRT and a GPU are present, else ort (CUDA, then CPU).",

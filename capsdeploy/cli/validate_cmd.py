@@ -5,6 +5,7 @@ import sys
 import click
 
 from ..data import DATASETS
+from ..runtime.select import ENGINES
 from .common import data_options, handle_errors
 
 
@@ -15,7 +16,7 @@ from .common import data_options, handle_errors
 )
 @click.option(
     "--engine",
-    type=click.Choice(["ort", "ort-cuda", "trt", "torch", "torch-cuda"]),
+    type=click.Choice(ENGINES[1:]),
     default="ort",
     show_default=True,
     help="trt takes a .plan, or an .onnx it builds (cached) first.",

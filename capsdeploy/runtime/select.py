@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-ENGINES = ("auto", "trt", "ort", "torch", "torch-cuda")
+ENGINES = ("auto", "trt", "ort", "ort-cuda", "torch", "torch-cuda")
 
 
 def resolve_auto(model: str | None, checkpoint: str | None) -> tuple[str, str]:
