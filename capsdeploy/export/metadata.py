@@ -29,6 +29,26 @@ class ModelMetadata:
     run_config: dict
     with_decoder: bool
 
+    @classmethod
+    def for_run(
+        cls, info, routing_iters: int, precision: str, input_dtype: str, with_decoder: bool
+    ) -> ModelMetadata:
+        """The metadata of a model built from run directory ``info`` (a RunInfo)."""
+        from ..version import __version__
+
+        return cls(
+            capsdeploy_version=__version__,
+            precision=precision,
+            input_dtype=input_dtype,
+            normalization=info.normalization,
+            routing_iters=routing_iters,
+            trained_routing_iters=info.model.routing_iters,
+            class_names=info.class_names,
+            weights_sha256=info.weights_sha256,
+            run_config=info.raw,
+            with_decoder=with_decoder,
+        )
+
     def to_props(self) -> dict[str, str]:
         return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in self.__dict__.items()}
 

@@ -79,18 +79,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
         proto = to_int8(proto, batches, INPUT_NAME, opts.int8_ops)
 
     input_dtype = "float16" if opts.precision == "fp16" and opts.io_dtype == "float16" else opts.input_dtype
-    meta = ModelMetadata(
-        capsdeploy_version=__version__,
-        precision=opts.precision,
-        input_dtype=input_dtype,
-        normalization=info.normalization,
-        routing_iters=iters,
-        trained_routing_iters=info.model.routing_iters,
-        class_names=info.class_names,
-        weights_sha256=info.weights_sha256,
-        run_config=info.raw,
-        with_decoder=opts.with_decoder,
-    )
+    meta = ModelMetadata.for_run(info, iters, opts.precision, input_dtype, opts.with_decoder)
     write_metadata(proto, meta)
     proto.producer_name, proto.producer_version = "capsdeploy", __version__
     _check(proto)

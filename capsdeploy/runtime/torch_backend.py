@@ -7,7 +7,6 @@ import torch
 
 from ..export.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from ..model.checkpoint import load_run
-from ..version import __version__
 from .backend import TensorSpec
 
 
@@ -32,18 +31,7 @@ class TorchBackend:
         self._input = TensorSpec(
             INPUT_NAME, "float32", (None, cfg.in_channels, cfg.image_size, cfg.image_size)
         )
-        self.metadata = ModelMetadata(
-            capsdeploy_version=__version__,
-            precision="fp32",
-            input_dtype="float32",
-            normalization=self.info.normalization,
-            routing_iters=cfg.routing_iters,
-            trained_routing_iters=self.info.model.routing_iters,
-            class_names=self.info.class_names,
-            weights_sha256=self.info.weights_sha256,
-            run_config=self.info.raw,
-            with_decoder=with_decoder,
-        )
+        self.metadata = ModelMetadata.for_run(self.info, cfg.routing_iters, "fp32", "float32", with_decoder)
 
     def inputs(self) -> list[TensorSpec]:
         return [self._input]
