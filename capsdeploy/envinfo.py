@@ -16,19 +16,22 @@ def _version(dist: str) -> str | None:
 
 
 def environment() -> dict:
-    import torch
-
+    """Torch is reported when installed; an ONNX Runtime deployment may have none."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
     env = {
         "capsdeploy": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": __import__("os").cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__ if torch else None,
+        "torch_threads": torch.get_num_threads() if torch else None,
         "onnx": _version("onnx"),
         "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
         "tensorrt": None,
-        "cuda_available": torch.cuda.is_available(),
+        "cuda_available": bool(torch and torch.cuda.is_available()),
         "cuda_devices": [],
     }
     try:

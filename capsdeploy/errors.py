@@ -18,3 +18,14 @@ class CapsDeployError(Exception):
 class UsageError(CapsDeployError):
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+class InvalidInputError(UsageError):
+    """A feed that does not fit the model: unknown or missing name, dtype, rank, shape, batch."""
+
+
+class InferenceError(CapsDeployError):
+    """The engine failed on inputs that passed every check (a bug, or the device)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=1)

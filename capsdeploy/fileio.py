@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,19 +37,32 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def _jsonable(obj):
+    """json.dumps' fallback for report objects: ``to_dict()``, else dataclass fields."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def to_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=_jsonable)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+    write_bytes_atomic(path, (to_json(obj) + "\n").encode())
 
 
 def write_json_report(dest: str, obj) -> None:
     """The ``--json PATH`` convention of every command: ``-`` means stdout."""
     if dest == "-":
-        print(json.dumps(obj, indent=2))
+        print(to_json(obj))
     else:
         write_json_atomic(dest, obj)
 
@@ -59,3 +73,9 @@ def hash_file(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def save_png(img, path: str | os.PathLike) -> None:
+    """Write a Pillow image as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

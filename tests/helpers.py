@@ -45,3 +45,15 @@ def tiny_train_args(out, epochs=2, samples=256, batch=32):
 
 def weights(run_dir):
     return load_file(str(run_dir / "model.safetensors"))
+
+
+def tensorrt_ready() -> bool:
+    """TensorRT and a CUDA device are both usable here (tests that expect them absent skip)."""
+    from capsdeploy.errors import UsageError
+    from capsdeploy.runtime.trt.environment import require_tensorrt
+
+    try:
+        require_tensorrt()
+    except UsageError:
+        return False
+    return True

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from ..data import load_split
-from ..runtime.batcher import DynamicBatcher
-from ..runtime.preprocess import prepare_batch
+from ..data.preprocess import prepare_batch
+from ..runtime.batcher import BatchStats, DynamicBatcher
 
 
 def _run_clients(clients: int, per_client: int, call, samples: list) -> tuple[float, list[float]]:
@@ -60,8 +60,13 @@ def bench_concurrency(
     ]
     backend.warmup()
     modes = {}
+    batches: list[BatchStats] = []  # list.append is atomic: safe from the worker threads
     with DynamicBatcher(
-        backend, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us
+        backend,
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        workers=workers,
+        on_batch=batches.append,
     ) as batcher:
         calls = {"direct_batch1": backend.infer, "dynamic_batcher": batcher.infer}
         for mode, call in calls.items():
@@ -74,6 +79,11 @@ def bench_concurrency(
                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
                 "latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
             }
+    per_worker = [sum(1 for b in batches if b.worker == w) for w in range(batcher.workers)]
+    modes["dynamic_batcher"].update(
+        batches_per_worker=per_worker,
+        mean_batch_size=round(sum(b.batch_size for b in batches) / max(len(batches), 1), 2),
+    )
     ratio = (
         modes["dynamic_batcher"]["median_images_per_second"]
         / modes["direct_batch1"]["median_images_per_second"]
@@ -84,7 +94,7 @@ def bench_concurrency(
         "repeats": repeats,
         "max_batch_size": max_batch_size,
         "max_queue_delay_us": max_queue_delay_us,
-        "batcher_workers": workers,
+        "batcher_workers": batcher.workers,
         "modes": modes,
         "batcher_speedup_median": round(ratio, 2),
     }

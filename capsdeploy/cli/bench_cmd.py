@@ -38,7 +38,8 @@ from .common import handle_errors
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Batcher worker threads (ort: sharing one session; trt: one execution context each).",
+    help="Batcher worker threads, each on its own backend.clone() (ort and torch: sharing one "
+    "session/module; trt: one execution context each).",
 )
 @click.option("--threads", type=click.IntRange(1), help="ort: intra-op threads.")
 @click.option("--json", "json_dest", metavar="PATH", help="Write the results as JSON; '-' for stdout.")
@@ -73,4 +74,9 @@ def bench_cmd(engine, model, checkpoint, threads, json_dest, **kw):
                 f"{mode:<17} median {m['median_images_per_second']:>8.1f} img/s   p50 {m['latency_ms_p50']:.2f} ms"
                 f"   p99 {m['latency_ms_p99']:.2f} ms   runs {m['throughput_per_repeat']}"
             )
+        b = result["modes"]["dynamic_batcher"]
+        click.echo(
+            f"batcher: {result['batcher_workers']} worker(s), batches per worker {b['batches_per_worker']}, "
+            f"mean batch {b['mean_batch_size']}"
+        )
         click.echo(f"dynamic batcher / direct batch-1: {result['batcher_speedup_median']:.2f}x")

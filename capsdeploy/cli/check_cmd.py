@@ -23,11 +23,11 @@ def check_cmd(model, trt_version, json_dest):
 
     report = check_file(model, trt_version)
     if json_dest:
-        write_json_report(json_dest, report)
+        write_json_report(json_dest, report.to_dict())
     if json_dest != "-":
-        click.echo(format_summary(report["summary"]))
-        click.echo(f"capsdeploy metadata: {'yes' if report['capsdeploy_metadata'] else 'no'}")
-        for f in report["findings"]:
+        click.echo(format_summary(report.summary))
+        click.echo(f"capsdeploy metadata: {'yes' if report.capsdeploy_metadata else 'no'}")
+        for f in report.findings:
             click.echo(f"  {f}")
-        click.echo(f"TensorRT {trt_version}: " + ("compatible" if report["compatible"] else "NOT compatible"))
-    sys.exit(0 if report["compatible"] else 1)
+        click.echo(f"TensorRT {trt_version}: " + ("compatible" if report.compatible else "NOT compatible"))
+    sys.exit(0 if report.compatible else 1)

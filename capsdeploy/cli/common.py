@@ -11,6 +11,8 @@ import click
 
 from ..errors import CapsDeployError, UsageError
 
+HEAVY_DEPENDENCIES = {"torch", "onnx", "onnxscript", "onnxslim", "safetensors", "onnxruntime", "tensorrt"}
+
 
 def handle_errors(fn):
     @functools.wraps(fn)
@@ -20,12 +22,22 @@ def handle_errors(fn):
         except CapsDeployError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except ImportError as e:
+            # A torch-free install (requirements/runtime.txt) running a command that needs more.
+            if e.name not in HEAVY_DEPENDENCIES:
+                raise
+            click.echo(
+                f"error: this command needs {e.name}, which is not installed (an inference-only install?); "
+                "install the complete package with `pip install capsdeploy`, or use --engine ort",
+                err=True,
+            )
+            sys.exit(2)
 
     return wrapper
 
 
 def data_options(fn):
-    """--dataset / --data-dir / --no-download, shared by train and eval."""
+    """--data-dir and --no-download, shared by train, eval and validate (each defines its own --dataset)."""
     fn = click.option(
         "--no-download",
         is_flag=True,

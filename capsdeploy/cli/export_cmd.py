@@ -13,9 +13,7 @@ from .common import handle_errors
     type=click.Path(dir_okay=False),
     help="--format trt: build from this ONNX file instead of exporting the checkpoint first.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["onnx", "trt", "triton"]), default="onnx", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "trt"]), default="onnx", show_default=True)
 @click.option(
     "--output",
     "-o",
@@ -126,10 +124,9 @@ def export_cmd(
     from ..errors import CapsDeployError, UsageError
     from ..export import ExportOptions, export_onnx
     from ..export.summary import format_summary
+    from ..export.trt_compat import has_errors
     from ..fileio import write_json_report
 
-    if fmt == "triton":
-        raise UsageError("--format triton is not available yet")
     opts = ExportOptions(
         io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
     )
@@ -168,5 +165,5 @@ def export_cmd(
         click.echo("TensorRT check: " + ("ok" if not findings else f"{len(findings)} finding(s)"))
         for f in findings:
             click.echo(f"  {f}")
-    if strict_trt and any(f.startswith("error") for f in report["tensorrt_findings"]):
+    if strict_trt and has_errors(report["tensorrt_findings"]):
         raise CapsDeployError("TensorRT compatibility check failed (--strict-trt)")

@@ -37,6 +37,15 @@ from .common import data_options, handle_errors, parse_json_option
 )
 @click.option("--max-train-samples", type=click.IntRange(1), help="Use only the first N training images.")
 @click.option("--max-test-samples", type=click.IntRange(1), help="Use only the first N test images.")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Hold out this fraction of the training split (stratified, seeded) and deliver the epoch "
+    "with the best validation accuracy. 0: no hold-out, the last epoch is delivered. "
+    "The test split is only reported.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @handle_errors
 def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
@@ -63,4 +72,9 @@ def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
             out=out, epochs=epochs or 10, download=not no_download, model_overrides=overrides, **kw
         )
     result = train(opts, resume=bool(resume_dir))
-    click.echo(f"best test accuracy {result['best_test_acc']:.4f}; run directory: {result['out']}")
+    m = result["delivered"]
+    chosen = f"val acc {m['val_acc']:.4f}, " if "val_acc" in m else ""
+    click.echo(
+        f"delivered epoch {m.get('epoch')} ({chosen}test acc {m.get('test_acc', float('nan')):.4f}); "
+        f"run directory: {result['out']}"
+    )

@@ -43,7 +43,7 @@ def validate_cmd(checkpoint, model, providers, no_download, json_dest, **kw):
     prov = providers.split(",") if providers else None
     report = validate(checkpoint, model, providers=prov, download=not no_download, **kw)
     if json_dest:
-        write_json_report(json_dest, report)
+        write_json_report(json_dest, report.to_dict())
     if json_dest != "-":
         click.echo(format_validation(report))
-    sys.exit(0 if report["passed"] else 1)
+    sys.exit(0 if report else 1)

@@ -34,6 +34,12 @@ class ImageSet:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    def subset(self, indices: np.ndarray, split: str | None = None) -> ImageSet:
+        """The images at ``indices``, in that order, optionally under another split name."""
+        return ImageSet(
+            self.images[indices], self.labels[indices], self.class_names, self.name, split or self.split
+        )
+
     def head(self, n: int | None) -> ImageSet:
         if n is None or n >= len(self):
             return self

@@ -1,7 +1,25 @@
-"""Export: checkpoint -> ONNX (FP32/FP16/INT8), metadata, TensorRT compatibility."""
+"""Export: checkpoint -> ONNX (FP32/FP16/INT8), metadata, TensorRT compatibility.
 
-from .metadata import ModelMetadata, read_metadata
-from .onnx_export import ExportOptions, export_onnx
-from .trt_compat import check_tensorrt_compat
+Names are imported lazily: ``capsdeploy check`` and the runtime's use of
+``export.check`` must not pull in torch, which only the exporter itself needs.
+"""
 
-__all__ = ["ExportOptions", "ModelMetadata", "check_tensorrt_compat", "export_onnx", "read_metadata"]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ExportOptions": ".onnx_export",
+    "export_onnx": ".onnx_export",
+    "ModelMetadata": ".metadata",
+    "read_metadata": ".metadata",
+    "check_tensorrt_compat": ".trt_compat",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

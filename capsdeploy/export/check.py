@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnx
@@ -9,7 +10,7 @@ import onnx
 from ..errors import CapsDeployError, UsageError
 from .metadata import read_metadata
 from .summary import summarize
-from .trt_compat import check_tensorrt_compat
+from .trt_compat import Finding, check_tensorrt_compat, has_errors
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -27,20 +28,35 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     return model
 
 
-def check_file(path: str | Path, trt_version: str = "10") -> dict:
+@dataclass
+class CheckReport:
+    model: str
+    summary: dict
+    capsdeploy_metadata: bool
+    findings: list[Finding]
+
+    @property
+    def compatible(self) -> bool:
+        return not has_errors(self.findings)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "summary": self.summary,
+            "capsdeploy_metadata": self.capsdeploy_metadata,
+            "findings": [asdict(f) for f in self.findings],
+            "compatible": self.compatible,
+        }
+
+
+def check_file(path: str | Path, trt_version: str = "10") -> CheckReport:
     model = load_onnx(path)
+    findings = []
     try:
         onnx.checker.check_model(model, full_check=True)
-        checker_error = None
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        checker_error = str(e).splitlines()[0][:300]
-    findings = [str(f) for f in check_tensorrt_compat(model, trt_version)]
-    if checker_error:
-        findings.insert(0, f"error: onnx.checker: {checker_error}")
-    return {
-        "model": str(path),
-        "summary": summarize(model, Path(path).stat().st_size),
-        "capsdeploy_metadata": read_metadata(model) is not None,
-        "findings": findings,
-        "compatible": not any(f.startswith("error") for f in findings),
-    }
+        findings.append(Finding("error", f"onnx.checker: {str(e).splitlines()[0][:300]}"))
+    findings += check_tensorrt_compat(model, trt_version)
+    return CheckReport(
+        str(path), summarize(model, Path(path).stat().st_size), read_metadata(model) is not None, findings
+    )

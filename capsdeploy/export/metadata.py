@@ -1,67 +1,12 @@
-"""The ONNX metadata contract between export and runtime.
-
-Every value is a string (ONNX ``metadata_props``); structured values are JSON.
-The runtime reads preprocessing from here, never from flags.
-"""
+"""Writing and reading the metadata contract (``capsdeploy.contract``) in ONNX protos."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import onnx
 
-PREFIX = "capsdeploy."
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("scores", "poses", "reconstruction")
+from ..contract import INPUT_NAME, OUTPUT_NAMES, PREFIX, ModelMetadata
 
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    capsdeploy_version: str
-    precision: str  # fp32 | fp16 | int8
-    input_dtype: str  # float32 | float16 | uint8
-    normalization: dict
-    routing_iters: int
-    trained_routing_iters: int
-    class_names: list
-    weights_sha256: str
-    run_config: dict
-    with_decoder: bool
-
-    @classmethod
-    def for_run(
-        cls, info, routing_iters: int, precision: str, input_dtype: str, with_decoder: bool
-    ) -> ModelMetadata:
-        """The metadata of a model built from run directory ``info`` (a RunInfo)."""
-        from ..version import __version__
-
-        return cls(
-            capsdeploy_version=__version__,
-            precision=precision,
-            input_dtype=input_dtype,
-            normalization=info.normalization,
-            routing_iters=routing_iters,
-            trained_routing_iters=info.model.routing_iters,
-            class_names=info.class_names,
-            weights_sha256=info.weights_sha256,
-            run_config=info.raw,
-            with_decoder=with_decoder,
-        )
-
-    def to_props(self) -> dict[str, str]:
-        return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_props(cls, props: dict[str, str]) -> ModelMetadata | None:
-        """None when the file carries no capsdeploy metadata (a foreign export)."""
-        if PREFIX + "precision" not in props:
-            return None
-        fields = {}
-        for name, typ in cls.__annotations__.items():
-            raw = props[PREFIX + name]
-            fields[name] = raw if typ == "str" else json.loads(raw)
-        return cls(**fields)
+__all__ = ["INPUT_NAME", "OUTPUT_NAMES", "ModelMetadata", "read_metadata", "write_metadata"]
 
 
 def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:

@@ -18,12 +18,13 @@ import numpy as np
 import onnx
 import torch
 
+from ..contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from ..errors import CapsDeployError, UsageError
 from ..fileio import atomic_path
 from ..model.checkpoint import load_run
 from ..version import __version__
 from .deploy_module import DeployModule
-from .metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, write_metadata
+from .metadata import write_metadata
 from .precision import INT8_OPS, to_int8
 from .summary import summarize
 from .trt_compat import check_tensorrt_compat
@@ -96,7 +97,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
         "precision": opts.precision,
         "routing_iters": iters,
         "warnings": warnings_out,
-        "tensorrt_findings": [str(f) for f in findings],
+        "tensorrt_findings": findings,  # Finding objects; JSON via fileio.write_json_report
     }
 
 
@@ -169,7 +170,7 @@ def _check(proto: onnx.ModelProto) -> None:
 
 def _calibration_batches(info, opts: ExportOptions, batch_size: int = 32) -> list[np.ndarray]:
     from ..data import load_split
-    from ..runtime.preprocess import prepare_batch
+    from ..data.preprocess import prepare_batch
 
     trained = info.raw.get("dataset", {})
     dataset = opts.calib_dataset or trained.get("name", "mnist")

@@ -196,9 +196,17 @@ class Finding:
     node: str = ""
     op: str = ""
 
+    @property
+    def is_error(self) -> bool:
+        return self.level == "error"
+
     def __str__(self) -> str:
         where = f"{self.node} ({self.op}): " if self.node or self.op else ""
         return f"{self.level}: {where}{self.message}"
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.is_error for f in findings)
 
 
 def check_tensorrt_compat(model: onnx.ModelProto, trt_major: str = "10") -> list[Finding]:

@@ -1,24 +1,47 @@
-"""A dynamic batcher: single requests from many threads or tasks, run as batches.
+"""A dynamic batcher: requests from many threads or asyncio tasks, run as batches.
 
 It wraps any Backend and knows nothing about HTTP. Knobs follow Triton's
-dynamic batcher: ``max_batch_size``, ``max_queue_delay_us``, optional
-``preferred_batch_sizes``; a bounded queue refuses work at once when full
-(back-pressure, never a hang), and each request may carry a timeout.
+dynamic batcher: ``max_batch_size`` (rows), ``max_queue_delay_us`` (how long the
+oldest request may wait for others), ``preferred_batch_sizes``, a bounded queue
+that refuses work at once when full, per-request timeouts, and ``workers``
+(Triton's instance count: each worker runs on its own ``backend.clone()``).
+
+What it promises, so a server built on it stays up:
+- a request carries N >= 1 rows; it is checked against the backend's inputs at
+  ``submit()``, so a bad request is refused alone and never reaches a batch;
+- a request with more rows than ``max_batch_size`` (but within the engine's own
+  maximum) runs as a batch of its own; beyond the engine's maximum it is refused;
+- execution order is submission order: rows left over when a batch is cut to a
+  preferred size stay at the front of the queue;
+- a request whose caller gave up (timeout, cancellation) is never computed;
+  ``infer()`` and ``infer_async()`` return or raise within their timeout
+  (``default_timeout_s`` when none is given); a bare ``submit()`` future whose
+  deadline passed fails with ``RequestTimeoutError`` when a worker next looks;
+- a backend error fails only the requests of that batch, an error in the
+  ``on_batch`` hook is logged, and the workers keep serving;
+- ``close(drain_s)`` stops accepting, lets queued and running requests finish
+  within the grace period, then fails what is left with ``BatcherClosedError``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
+import contextlib
+import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CapsDeployError
+from ..errors import CapsDeployError, InferenceError
+from .backend import Backend, check_feeds
+
+log = logging.getLogger("capsdeploy.batcher")
 
 
 class QueueFullError(CapsDeployError):
@@ -28,165 +51,289 @@ class QueueFullError(CapsDeployError):
 
 class RequestTimeoutError(CapsDeployError, TimeoutError):
     def __init__(self, waited: float):
-        super().__init__(f"request timed out after {waited * 1000:.0f} ms in the queue", exit_code=1)
+        super().__init__(f"request timed out after {waited * 1000:.0f} ms", exit_code=1)
+
+
+class BatcherClosedError(CapsDeployError):
+    def __init__(self, detail: str = "it accepts no new requests"):
+        super().__init__(f"the batcher is closed: {detail}", exit_code=1)
 
 
 @dataclass(frozen=True)
 class BatchStats:
-    """What the metrics hook receives after each batch."""
+    """What the metrics hook receives after each successful batch."""
 
-    batch_size: int
-    queue_seconds: tuple[float, ...]  # per request: enqueue -> batch start
+    batch_size: int  # rows
+    requests: int
+    worker: int  # which worker (instance) ran it
+    queue_seconds: tuple[float, ...]  # per request: submit -> batch start
     compute_seconds: float
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
-    feeds: dict[str, np.ndarray]  # each with a leading batch axis of 1
+    feeds: dict[str, np.ndarray]
+    rows: int
     future: Future
     enqueued: float
-    deadline: float | None
-
-
-_STOP = object()
+    deadline: float
 
 
 class DynamicBatcher:
     def __init__(
         self,
-        backends,
+        backend: Backend,
         max_batch_size: int = 32,
         max_queue_delay_us: int = 1000,
         preferred_batch_sizes: Sequence[int] = (),
         max_queue_size: int = 1024,
-        default_timeout_s: float | None = None,
+        default_timeout_s: float = 30.0,
+        workers: int = 1,
         on_batch: Callable[[BatchStats], None] | None = None,
     ):
-        """``backends``: one Backend, or several (one worker thread each, e.g. one
-        TensorRT execution context per worker)."""
-        self.backends = list(backends) if isinstance(backends, (list, tuple)) else [backends]
-        if max_batch_size < 1 or max_queue_size < 1:
-            raise ValueError("max_batch_size and max_queue_size must be >= 1")
-        self.max_batch_size = max_batch_size
+        if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
+            raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
+        if not default_timeout_s > 0:
+            raise ValueError("default_timeout_s must be > 0")
+        self.backend = backend
+        # Never form a batch the engine cannot take (a TensorRT profile's maximum).
+        engine_max = backend.max_batch_size
+        self.max_batch_size = min(max_batch_size, engine_max) if engine_max else max_batch_size
         self.max_delay = max_queue_delay_us / 1e6
-        self.preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= max_batch_size})
+        self.preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= self.max_batch_size})
         self.max_queue_size = max_queue_size
         self.default_timeout_s = default_timeout_s
         self.on_batch = on_batch
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue_size)
-        self._closed = False
+        self._specs = backend.inputs()
+        self._pending: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._gathering = threading.Lock()  # one worker forms a batch at a time
+        self._accepting = True
+        self._stopping = False
+        self._running = 0  # batches being computed
+        self._clones = [backend.clone() for _ in range(workers - 1)]
         self._workers = [
-            threading.Thread(target=self._work, args=(b,), name=f"batcher-{i}", daemon=True)
-            for i, b in enumerate(self.backends)
+            threading.Thread(target=self._work, args=(i, b), name=f"batcher-{i}", daemon=True)
+            for i, b in enumerate([backend, *self._clones])
         ]
         for w in self._workers:
             w.start()
 
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def pending(self) -> int:
+        """Requests queued, not yet running."""
+        with self._cond:
+            return len(self._pending)
+
     # -- submitting -------------------------------------------------------
-    def submit(self, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> Future:
-        """Queue one sample: arrays with a leading batch axis of 1."""
-        if self._closed:
-            raise CapsDeployError("the batcher is closed")
-        feeds = {k: _as_single(v) for k, v in feeds.items()}
-        timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
+    def _timeout(self, timeout_s: float | None) -> float:
+        t = self.default_timeout_s if timeout_s is None else timeout_s
+        if not t > 0 or math.isnan(t):
+            raise ValueError(f"timeout must be > 0 seconds, got {t}")
+        return t
+
+    def submit(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> Future:
+        """Queue one request (arrays with a leading batch axis of N >= 1 rows).
+
+        Raises ``InvalidInputError`` for feeds that do not fit the model,
+        ``QueueFullError`` when the queue is full and ``BatcherClosedError`` after
+        ``close()``; all at once, before anything is queued."""
+        checked = check_feeds(self._specs, feeds, self.backend.max_batch_size)
+        rows = next(iter(checked.values())).shape[0]
+        t = self._timeout(timeout_s)
         now = time.perf_counter()
-        req = _Request(feeds, Future(), now, now + timeout_s if timeout_s else None)
-        try:
-            self._queue.put_nowait(req)
-        except queue.Full:
-            raise QueueFullError(self.max_queue_size) from None
+        req = _Request(checked, rows, Future(), now, now + t)
+        with self._cond:
+            if not self._accepting:
+                raise BatcherClosedError()
+            if len(self._pending) >= self.max_queue_size:
+                raise QueueFullError(self.max_queue_size)
+            self._pending.append(req)
+            self._cond.notify_all()
+        # A caller that cancels frees its place in the queue at once.
+        req.future.add_done_callback(lambda f: self._forget(req) if f.cancelled() else None)
         return req.future
 
-    def infer(self, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        """Blocking: one sample in, its own rows out (batch axis of 1 kept)."""
-        fut = self.submit(feeds, timeout_s)
-        t = self.default_timeout_s if timeout_s is None else timeout_s
+    def _forget(self, req: _Request) -> None:
+        # ValueError: already taken or dropped.
+        with self._cond, contextlib.suppress(ValueError):
+            self._pending.remove(req)
+
+    def infer(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Blocking: the request's own rows back, or an error within ``timeout_s``."""
+        t = self._timeout(timeout_s)
+        fut = self.submit(feeds, t)
         try:
-            # The worker enforces the deadline; the extra second only guards a stuck backend.
-            return fut.result(timeout=None if t is None else t + 1.0)
+            return fut.result(timeout=t)
         except TimeoutError:
+            fut.cancel()  # still queued: it will never be computed
             raise RequestTimeoutError(t) from None
 
-    async def infer_async(self, feeds: dict[str, np.ndarray], timeout_s: float | None = None):
-        return await asyncio.wrap_future(self.submit(feeds, timeout_s))
-
-    # -- the worker -------------------------------------------------------
-    def _gather(self) -> list[_Request] | None:
-        first = self._queue.get()
-        if first is _STOP:
-            return None
-        batch = [first]
-        deadline = time.perf_counter() + self.max_delay
-        while len(batch) < self.max_batch_size:
-            remaining = deadline - time.perf_counter()
-            try:
-                item = (
-                    self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-            if item is _STOP:
-                self._queue.put(_STOP)  # let the other workers see it too
-                break
-            batch.append(item)
-        if self.preferred and len(batch) not in self.preferred and len(batch) > self.preferred[0]:
-            # Run the largest preferred size now; the rest go back to the front of the line.
-            keep = max(p for p in self.preferred if p <= len(batch))
-            for item in batch[keep:]:
-                self._requeue(item)
-            batch = batch[:keep]
-        return batch
-
-    def _requeue(self, item: _Request) -> None:
+    async def infer_async(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None):
+        t = self._timeout(timeout_s)
+        fut = self.submit(feeds, t)
         try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            item.future.set_exception(QueueFullError(self.max_queue_size))
+            return await asyncio.wait_for(asyncio.wrap_future(fut), t)
+        except TimeoutError:
+            fut.cancel()
+            raise RequestTimeoutError(t) from None
 
-    def _work(self, backend) -> None:
-        while True:
-            batch = self._gather()
-            if batch is None:
-                return
-            start = time.perf_counter()
-            live = []
-            for r in batch:
-                if r.deadline is not None and start > r.deadline:
-                    r.future.set_exception(RequestTimeoutError(start - r.enqueued))
-                elif r.future.set_running_or_notify_cancel():
-                    live.append(r)
-            if not live:
-                continue
-            try:
-                names = live[0].feeds.keys()
-                stacked = {n: np.concatenate([r.feeds[n] for r in live]) for n in names}
-                outputs = backend.infer(stacked)
-            except Exception as e:  # every caller of this batch sees the failure
-                for r in live:
-                    r.future.set_exception(e)
-                continue
-            compute = time.perf_counter() - start
-            for i, r in enumerate(live):
-                r.future.set_result({k: v[i : i + 1] for k, v in outputs.items()})
-            if self.on_batch:
-                self.on_batch(BatchStats(len(live), tuple(start - r.enqueued for r in live), compute))
+    # -- forming batches --------------------------------------------------
+    def _next_batch(self) -> tuple[list[_Request] | None, list[_Request]]:
+        """(the next batch, [] for none yet, or None to stop; requests that expired in the queue)."""
+        expired: list[_Request] = []
+        with self._cond:
+            while True:
+                now = time.perf_counter()
+                self._drop_dead(now, expired)
+                if expired:  # fail them now, outside the lock, then come back
+                    return [], expired
+                if not self._pending:
+                    if self._stopping:
+                        return None, expired
+                    self._cond.wait()
+                    continue
+                take, ready = self._choose()
+                # The oldest request waits at most max_queue_delay for company.
+                wait = self._pending[0].enqueued + self.max_delay - now
+                if ready or wait <= 0 or not self._accepting:
+                    batch = []
+                    for r in take:
+                        self._pending.popleft()  # `take` is always a prefix of the queue
+                        if r.future.set_running_or_notify_cancel():
+                            batch.append(r)
+                    if not batch:
+                        continue
+                    self._running += 1
+                    return batch, expired
+                # Also wake for the earliest deadline, so expired requests fail on time.
+                deadline = min(r.deadline for r in self._pending) - now
+                self._cond.wait(timeout=max(min(wait, deadline), 0.0))
 
-    def close(self) -> None:
-        """Stop the workers; requests still queued fail with an error."""
-        if self._closed:
-            return
-        self._closed = True
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+    def _drop_dead(self, now: float, expired: list[_Request]) -> None:
+        keep = deque()
+        for r in self._pending:
+            if r.future.cancelled():
+                continue
+            if now >= r.deadline:
+                expired.append(r)
+            else:
+                keep.append(r)
+        if len(keep) != len(self._pending):
+            self._pending = keep
+
+    def _choose(self) -> tuple[list[_Request], bool]:
+        """(the prefix of the queue to run next, whether to run it without waiting)."""
+        head = self._pending[0]
+        if head.rows >= self.max_batch_size:
+            return [head], True  # a large request runs alone
+        take, rows, sizes = [], 0, []
+        for r in self._pending:
+            if rows + r.rows > self.max_batch_size:
                 break
-            if item is not _STOP:
-                item.future.set_exception(CapsDeployError("the batcher was closed"))
-        for _ in self._workers:
-            self._queue.put(_STOP)
+            take.append(r)
+            rows += r.rows
+            sizes.append(rows)
+        overflow = len(take) < len(self._pending)
+        ready = rows == self.max_batch_size or overflow or bool(self.preferred and rows >= self.preferred[-1])
+        if self.preferred and rows not in self.preferred:
+            # Cut to the longest prefix of a preferred size; the rest keeps its place.
+            cuts = [i + 1 for i, n in enumerate(sizes) if n in self.preferred]
+            if cuts:
+                take = take[: cuts[-1]]
+        return take, ready
+
+    # -- the workers ------------------------------------------------------
+    def _work(self, worker: int, backend: Backend) -> None:
+        while True:
+            try:
+                with self._gathering:
+                    batch, expired = self._next_batch()
+                for r in expired:
+                    _resolve(r.future, error=RequestTimeoutError(time.perf_counter() - r.enqueued))
+                if batch is None:
+                    return
+                if not batch:
+                    continue
+                try:
+                    self._run(worker, backend, batch)
+                finally:
+                    with self._cond:
+                        self._running -= 1
+                        self._cond.notify_all()
+            except Exception:  # a bug here must not end the worker
+                log.exception("batcher worker error; continuing")
+
+    def _run(self, worker: int, backend: Backend, batch: list[_Request]) -> None:
+        start = time.perf_counter()
+        rows = sum(r.rows for r in batch)
+        try:
+            feeds = {
+                s.name: batch[0].feeds[s.name]
+                if len(batch) == 1
+                else np.concatenate([r.feeds[s.name] for r in batch])
+                for s in self._specs
+            }
+            # An engine whose profile starts above the batch gets repeated rows, dropped after.
+            pad = max(backend.min_batch_size - rows, 0)
+            if pad:
+                feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
+            outputs = backend.infer(feeds)
+            for name, value in outputs.items():
+                if len(value) != rows + pad:
+                    raise InferenceError(
+                        f"{backend.name} returned {len(value)} rows of {name!r} for a batch of {rows + pad}"
+                    )
+        except Exception as e:
+            error = e if isinstance(e, CapsDeployError) else InferenceError(f"{type(e).__name__}: {e}")
+            log.warning("batch of %d requests failed: %s", len(batch), error)
+            for r in batch:
+                _resolve(r.future, error=error)
+            return
+        compute = time.perf_counter() - start
+        offset = 0
+        for r in batch:
+            _resolve(r.future, result={k: v[offset : offset + r.rows] for k, v in outputs.items()})
+            offset += r.rows
+        if self.on_batch is not None:
+            try:
+                self.on_batch(
+                    BatchStats(rows, len(batch), worker, tuple(start - r.enqueued for r in batch), compute)
+                )
+            except Exception:
+                log.exception("on_batch hook failed; ignored")
+
+    # -- shutting down ----------------------------------------------------
+    def close(self, drain_s: float = 0.0) -> None:
+        """Stop accepting; give queued and running requests ``drain_s`` seconds to
+        finish, then fail the queued rest with ``BatcherClosedError``. A batch
+        already running always completes. Safe to call twice."""
+        with self._cond:
+            if not self._accepting:
+                return
+            self._accepting = False
+            self._cond.notify_all()
+            end = time.perf_counter() + max(drain_s, 0.0)
+            while self._pending or self._running:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(timeout=left)
+            self._stopping = True
+            leftover = list(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+        for r in leftover:
+            _resolve(
+                r.future, error=BatcherClosedError(f"it closed before this request ran (drain {drain_s} s)")
+            )
         for w in self._workers:
-            w.join(timeout=5)
+            w.join(timeout=max(drain_s, 0.0) + 10.0)
+        for b in self._clones:
+            b.close()
 
     def __enter__(self):
         return self
@@ -195,9 +342,12 @@ class DynamicBatcher:
         self.close()
 
 
-def _as_single(a: np.ndarray) -> np.ndarray:
-    # No guessing: an image [1, H, W] and a batch of one [1, C, H, W] look alike.
-    a = np.asarray(a)
-    if a.ndim == 0 or a.shape[0] != 1:
-        raise CapsDeployError(f"submit one sample: arrays need a leading batch axis of 1, got {a.shape}", 2)
-    return a
+def _resolve(future: Future, result=None, error: BaseException | None = None) -> None:
+    """Set a future's outcome unless its caller already cancelled it."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass

@@ -64,37 +64,88 @@ def error_stats(ref: np.ndarray, cand: np.ndarray, tol: Tolerances) -> dict:
     return stats
 
 
+@dataclass
+class Comparison:
+    """The comparator's verdict: statistics per output, top-1 and accuracies, failures.
+
+    Truthy when it passed. ``to_dict()`` is the JSON that reports carry."""
+
+    tolerances: Tolerances
+    outputs: dict[str, dict]
+    failures: list[str]
+    num_samples: int = 0
+    top1_agreement: float | None = None
+    reference_accuracy: float | None = None
+    candidate_accuracy: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        d = {
+            "tolerances": asdict(self.tolerances),
+            "outputs": self.outputs,
+            "failures": list(self.failures),
+            "num_samples": self.num_samples,
+            "top1_agreement": self.top1_agreement,
+        }
+        if self.reference_accuracy is not None:
+            d.update(reference_accuracy=self.reference_accuracy, candidate_accuracy=self.candidate_accuracy)
+        d["passed"] = self.passed
+        return d
+
+
 def compare_outputs(
     reference: dict[str, np.ndarray],
     candidate: dict[str, np.ndarray],
     tol: Tolerances,
     labels: np.ndarray | None = None,
     score_name: str = "scores",
-) -> dict:
-    """Statistics per common output, top-1 agreement and accuracies, and a verdict."""
+) -> Comparison:
+    """Statistics per common output, top-1 agreement and accuracies, and a verdict.
+
+    Nothing compared is a failure, not a pass: no output name in common, or zero samples."""
     names = [n for n in reference if n in candidate]
-    outputs = {n: error_stats(reference[n], candidate[n], tol) for n in names}
-    report: dict = {"tolerances": asdict(tol), "outputs": outputs, "failures": []}
-    for n, s in outputs.items():
+    result = Comparison(tol, {}, [])
+    if not names:
+        result.failures.append(
+            f"no output in common (reference: {sorted(reference)}, candidate: {sorted(candidate)})"
+        )
+        return result
+    for n in names:
+        if reference[n].shape != candidate[n].shape:
+            result.failures.append(
+                f"{n}: shape {candidate[n].shape} differs from the reference's {reference[n].shape}"
+            )
+    if result.failures:
+        return result
+    result.num_samples = int(len(reference[names[0]]))
+    if result.num_samples == 0:
+        result.failures.append("zero samples compared")
+        return result
+    result.outputs = {n: error_stats(reference[n], candidate[n], tol) for n in names}
+    for n, s in result.outputs.items():
         if s.get("passed") is False:
-            report["failures"].append(
+            result.failures.append(
                 f"{n}: {s['elements_out_of_tolerance']} elements beyond atol {tol.atol} + rtol {tol.rtol} "
                 f"(max abs {s['max_abs_error']:.3g})"
             )
-    if score_name in reference and score_name in candidate:
+    if score_name in names:
         ref_top, cand_top = reference[score_name].argmax(1), candidate[score_name].argmax(1)
-        agreement = float((ref_top == cand_top).mean()) if len(ref_top) else 1.0
-        report["top1_agreement"] = agreement
-        report["num_samples"] = int(len(ref_top))
+        agreement = float((ref_top == cand_top).mean())
+        result.top1_agreement = agreement
         if agreement < tol.min_top1_agreement:
-            report["failures"].append(f"top-1 agreement {agreement:.4%} < {tol.min_top1_agreement:.4%}")
+            result.failures.append(f"top-1 agreement {agreement:.4%} < {tol.min_top1_agreement:.4%}")
         if labels is not None:
             ref_acc, cand_acc = float((ref_top == labels).mean()), float((cand_top == labels).mean())
-            report.update(reference_accuracy=ref_acc, candidate_accuracy=cand_acc)
+            result.reference_accuracy, result.candidate_accuracy = ref_acc, cand_acc
             if ref_acc - cand_acc > tol.max_accuracy_drop + 1e-12:
-                report["failures"].append(
+                result.failures.append(
                     f"accuracy {cand_acc:.4%} is {100 * (ref_acc - cand_acc):.2f} pp below the reference "
                     f"{ref_acc:.4%} (allowed {100 * tol.max_accuracy_drop:.2f} pp)"
                 )
-    report["passed"] = not report["failures"]
-    return report
+    return result

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import ModelMetadata
 from ..errors import CapsDeployError, UsageError
-from ..export.metadata import ModelMetadata
-from .backend import TensorSpec
+from .backend import Backend, TensorSpec
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -24,7 +24,9 @@ _LEVELS = {
 }
 
 
-class OrtBackend:
+class OrtBackend(Backend):
+    """One ONNX Runtime session; ``clone()`` shares it (``run`` is thread-safe)."""
+
     name = "ort"
 
     def __init__(
@@ -66,33 +68,33 @@ class OrtBackend:
         self._iobinding = "CUDAExecutionProvider" in self.session.get_providers()
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
 
+        self._inputs = [_spec(i) for i in self.session.get_inputs()]
+        self._outputs = [_spec(o) for o in self.session.get_outputs()]
+
     def inputs(self) -> list[TensorSpec]:
-        return [_spec(i) for i in self.session.get_inputs()]
+        return self._inputs
 
     def outputs(self) -> list[TensorSpec]:
-        return [_spec(o) for o in self.session.get_outputs()]
+        return self._outputs
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        try:
-            if self._iobinding:
-                binding = self.session.io_binding()
-                for k, v in feeds.items():
-                    binding.bind_cpu_input(k, np.ascontiguousarray(v))
-                for n in names:
-                    binding.bind_output(n, "cuda")
-                self.session.run_with_iobinding(binding)
-                values = binding.copy_outputs_to_cpu()
-            else:
-                values = self.session.run(names, feeds)
-        except Exception as e:
-            raise CapsDeployError(f"inference failed: {str(e).splitlines()[0][:300]}") from None
+    @property
+    def max_batch_size(self) -> int | None:
+        first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None
+        return first if isinstance(first, int) else None
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self._outputs]
+        if self._iobinding:
+            binding = self.session.io_binding()
+            for k, v in feeds.items():
+                binding.bind_cpu_input(k, np.ascontiguousarray(v))
+            for n in names:
+                binding.bind_output(n, "cuda")
+            self.session.run_with_iobinding(binding)
+            values = binding.copy_outputs_to_cpu()
+        else:
+            values = self.session.run(names, feeds)
         return dict(zip(names, values, strict=True))
-
-    def warmup(self) -> None:
-        spec = self.inputs()[0]
-        shape = [1 if not isinstance(d, int) else d for d in spec.shape]
-        self.infer({spec.name: np.zeros(shape, dtype=spec.dtype)})
 
     def close(self) -> None:
         self.session = None

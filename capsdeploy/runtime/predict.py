@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.preprocess import load_image, prepare_batch
 from ..errors import UsageError
-from .preprocess import load_image, prepare_batch
 from .select import make_backend, resolve_auto
 
 
@@ -63,7 +63,7 @@ def predict_files(
 def _save_reconstruction(flat: np.ndarray, channels: int, size: int, src: str, out_dir: str) -> str:
     from PIL import Image
 
-    from ..train.grid import save_png
+    from ..fileio import save_png
 
     img = np.clip(flat.reshape(channels, size, size) * 255, 0, 255).astype(np.uint8)
     pil = Image.fromarray(img[0] if channels == 1 else img.transpose(1, 2, 0))

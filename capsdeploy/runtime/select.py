@@ -17,18 +17,17 @@ def resolve_auto(model: str | None, checkpoint: str | None) -> tuple[str, str]:
         raise UsageError("--engine auto needs --model (ONNX or plan) or --checkpoint")
     if str(model).endswith(".plan"):
         return "trt", "a TensorRT plan was given"
-    from .trt.environment import require_tensorrt
+    from .trt.environment import tensorrt_missing
 
-    try:
-        require_tensorrt()
+    missing = tensorrt_missing()
+    if not missing:
         return "trt", "TensorRT and a CUDA device are present"
-    except UsageError as e:
-        reason = str(e)
+    reason = "no TensorRT: " + "; ".join(m.split(" (")[0] for m in missing)
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         return "ort-cuda", f"ONNX Runtime with CUDA ({reason})"
-    return "ort", f"ONNX Runtime on CPU ({reason.split(': ', 1)[-1]})"
+    return "ort", f"ONNX Runtime on CPU ({reason})"
 
 
 def make_backend(engine: str, model: str | None = None, checkpoint: str | None = None, **kw):

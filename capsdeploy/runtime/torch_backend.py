@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..export.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from ..contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from ..model.checkpoint import load_run
-from .backend import TensorSpec
+from .backend import Backend, TensorSpec
 
 
-class TorchBackend:
-    """Takes normalized float32 ``image`` [N, C, H, W], as an FP32 export does."""
+class TorchBackend(Backend):
+    """Takes normalized float32 ``image`` [N, C, H, W], as an FP32 export does.
+
+    ``clone()`` shares the module: forward passes in inference mode are thread-safe.
+    """
 
     name = "torch"
 
@@ -43,14 +46,10 @@ class TorchBackend:
         return [TensorSpec(name, "float32", s) for name, s in zip(OUTPUT_NAMES[:n], shapes[:n], strict=True)]
 
     @torch.inference_mode()
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device, torch.float32)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device)
         out = self._forward(x, reconstruct=self.with_decoder)
         return {name: t.float().cpu().numpy() for name, t in zip(OUTPUT_NAMES, out, strict=False)}
-
-    def warmup(self) -> None:
-        cfg = self.model.config
-        self.infer({INPUT_NAME: np.zeros((1, cfg.in_channels, cfg.image_size, cfg.image_size), np.float32)})
 
     def close(self) -> None:
         self.model = self._forward = None

@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
+from ..contract import INPUT_NAME
 from ..data import load_split
+from ..data.preprocess import prepare_batch
 from ..errors import UsageError
-from ..export.metadata import INPUT_NAME
 from ..model.checkpoint import read_run_info
-from .compare import DEFAULT_TOLERANCES, compare_outputs
-from .preprocess import prepare_batch
+from .compare import DEFAULT_TOLERANCES, Comparison, compare_outputs
 from .select import make_backend
-from .torch_backend import TorchBackend
+
+
+@dataclass
+class ValidationReport:
+    """What ``validate`` found; truthy when the engine passed. ``to_dict()`` is the JSON report."""
+
+    engine: str
+    model: str | None
+    checkpoint: str
+    precision: str
+    routing_iters: int
+    dataset: str
+    split: str
+    comparison: Comparison
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        head = {k: v for k, v in self.__dict__.items() if k != "comparison"}
+        return {**head, **self.comparison.to_dict()}
 
 
 def validate(
@@ -30,7 +56,9 @@ def validate(
     rtol: float | None = None,
     providers: list[str] | None = None,
     download: bool = True,
-) -> dict:
+) -> ValidationReport:
+    from .torch_backend import TorchBackend  # the reference: validate always needs torch
+
     info = read_run_info(checkpoint)
     kw = {"providers": providers} if engine == "ort" and providers else {}
     candidate = make_backend(engine, model=model, checkpoint=checkpoint, **kw)
@@ -76,19 +104,19 @@ def validate(
                     store.setdefault(k, []).append(v)
     ref = {k: np.concatenate(v) for k, v in ref_out.items()}
     cand = {k: np.concatenate(v) for k, v in cand_out.items()}
-    report = compare_outputs(ref, cand, tol, labels=data.labels)
+    comparison = compare_outputs(ref, cand, tol, labels=data.labels)
     candidate.close()
-    return {
-        "engine": engine,
-        "model": str(model) if model else None,
-        "checkpoint": str(checkpoint),
-        "precision": precision,
-        "routing_iters": iters,
-        "dataset": dataset,
-        "split": split,
-        "notes": notes,
-        **report,
-    }
+    return ValidationReport(
+        engine,
+        str(model) if model else None,
+        str(checkpoint),
+        precision,
+        iters,
+        dataset,
+        split,
+        comparison,
+        notes,
+    )
 
 
 def _check_io(candidate, info):
@@ -106,7 +134,8 @@ def _check_io(candidate, info):
     return spec
 
 
-def format_validation(r: dict) -> str:
+def format_validation(report: ValidationReport) -> str:
+    r = report.to_dict()
     t = r["tolerances"]
     tol = "top-1/accuracy only" if t["atol"] is None else f"atol {t['atol']:g}, rtol {t['rtol']:g}"
     lines = [
@@ -120,7 +149,8 @@ def format_validation(r: dict) -> str:
             f"{name:<16}{s['max_abs_error']:>11.3g}{s['max_rel_error']:>11.3g}{s['mean_abs_error']:>11.3g}"
             f"{s['p99_abs_error']:>11.3g}{s['min_cosine_similarity']:>11.6f}"
         )
-    lines.append(f"top-1 agreement {r['top1_agreement']:.4%}")
+    if r["top1_agreement"] is not None:
+        lines.append(f"top-1 agreement {r['top1_agreement']:.4%}")
     if "reference_accuracy" in r:
         lines.append(
             f"accuracy: PyTorch {r['reference_accuracy']:.4%}, {r['engine']} {r['candidate_accuracy']:.4%}"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..data import ImageSet
-from ..data.normalize import to_model_input
+from ..data.preprocess import prepare_batch
 from ..model.losses import margin_loss
 
 
@@ -22,9 +22,9 @@ def predict(
     """Scores (and reconstructions) for every image, in order."""
     model.eval()
     scores, recons = [], []
-    pixels = torch.from_numpy(data.images)
     for i in range(0, len(data), batch_size):
-        x = to_model_input(pixels[i : i + batch_size], normalization).to(device)
+        x = torch.from_numpy(prepare_batch(data.images[i : i + batch_size], "float32", normalization))
+        x = x.to(device)
         out = model(x, reconstruct=reconstruct)
         scores.append(out[0].float().cpu())
         if reconstruct:

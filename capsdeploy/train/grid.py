@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
-
-from ..fileio import atomic_path
 
 
 def reconstruction_grid(
@@ -25,8 +21,3 @@ def reconstruction_grid(
     mode = "L" if c == 1 else "RGB"
     img = Image.fromarray(canvas[..., 0] if c == 1 else canvas, mode)
     return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-
-
-def save_png(img: Image.Image, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")

@@ -3,6 +3,10 @@
 Shuffling and augmentation are drawn from (seed, epoch) alone, per sample, so
 an interrupted run resumed from its state, an uninterrupted run and a torchrun
 run split across processes all see the same batches.
+
+Model selection: ``val_fraction`` of the training split is held out (stratified,
+seeded) and the epoch with the best validation accuracy is the deliverable. The
+test split is evaluated after every epoch and reported, never used to choose.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from ..data import ImageSet, load_split, random_shifts, shift_images
+from ..data import ImageSet, load_split, stratified_split
 from ..data.datasets import get_spec
-from ..data.normalize import normalize_unit, to_unit
 from ..errors import CapsDeployError, UsageError
 from ..fileio import write_bytes_atomic
 from ..model import CapsNet, CapsNetConfig, capsule_loss
 from ..model.checkpoint import build_config_doc, default_normalization, save_run
-from .distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown
+from .augment import normalize_unit, random_shifts, shift_images, to_unit
+from .distributed import DistInfo, any_rank, barrier, init_distributed, resolve_device, shutdown
 from .evaluate import evaluate
 from .options import TrainOptions
 from .state import load_state, run_exists, save_state
@@ -50,7 +54,7 @@ class Progress:
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
-    best_acc: float = -1.0
+    best_val_acc: float = -1.0  # selection metric (test accuracy when val_fraction is 0: unused)
     history: list = field(default_factory=list)
 
 
@@ -97,15 +101,19 @@ def resume_options(run_dir: str | Path, epochs: int | None = None) -> TrainOptio
     return opts
 
 
-def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet]:
+def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet | None, ImageSet]:
+    """(train, validation or None, test)."""
     spec = get_spec(opts.dataset)
     train_split = opts.train_split or spec.default_train
     test_split = opts.test_split or spec.default_test
-    train_set = load_split(opts.dataset, train_split, opts.data_dir, opts.download, opts.max_train_samples)
+    full = load_split(opts.dataset, train_split, opts.data_dir, opts.download, opts.max_train_samples)
     test_set = load_split(opts.dataset, test_split, opts.data_dir, opts.download, opts.max_test_samples)
-    if train_set.shape != test_set.shape:
-        raise UsageError(f"train images are {train_set.shape} but test images are {test_set.shape}")
-    return train_set, test_set
+    if full.shape != test_set.shape:
+        raise UsageError(f"train images are {full.shape} but test images are {test_set.shape}")
+    train_idx, val_idx = stratified_split(full.labels, opts.val_fraction, opts.seed)
+    if len(val_idx) == 0:
+        return full, None, test_set
+    return full.subset(train_idx), full.subset(val_idx, f"{train_split}[val]"), test_set
 
 
 def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> dict:
@@ -115,7 +123,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             "replace it with --overwrite, or choose another --out"
         )
     device = resolve_device(opts.device, dist_info)
-    train_set, test_set = _load_data(opts)
+    train_set, val_set, test_set = _load_data(opts)
     channels, height, width = train_set.shape
     if height != width:
         raise UsageError(f"square images expected, got {height}x{width}")
@@ -185,6 +193,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                 "train_split": train_set.split,
                 "test_split": test_set.split,
                 "train_samples": len(train_set),
+                "val_fraction": opts.val_fraction,
+                "val_samples": len(val_set) if val_set else 0,
                 "test_samples": len(test_set),
             },
             training=opts.to_dict() | {"world_size": dist_info.world_size},
@@ -231,10 +241,13 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                     loss=f"{progress.loss_sum / progress.seen:.4f}",
                     acc=f"{progress.correct / progress.seen:.4f}",
                 )
-                if stop.raised:
+                # Every rank must stop after the same batch: a rank that stops alone
+                # leaves the others waiting forever in the next gradient all-reduce.
+                if any_rank(stop.raised, dist_info, device):
                     bar.close()
                     if dist_info.is_main:
                         save_state(out, checkpoint_state())
+                    barrier(dist_info)  # nobody exits before the state is on disk
                     raise TrainingInterrupted(out)
             bar.close()
             train_seconds = time.perf_counter() - t0
@@ -250,25 +263,38 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             progress.epoch, progress.step = epoch + 1, 0
             progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
             if dist_info.is_main:
+                if val_set is not None:
+                    val = evaluate(model, val_set, normalization, opts.eval_batch_size, device)
+                    record.update(val_acc=val["accuracy"], val_loss=val["margin_loss"])
                 report = evaluate(model, test_set, normalization, opts.eval_batch_size, device)
                 record.update(test_acc=report["accuracy"], test_loss=report["margin_loss"])
                 record["epoch_seconds"] = round(time.perf_counter() - t0, 2)
                 progress.history.append(record)
                 metrics = {**record, "per_class": report["per_class"]}
                 save_run(out / "last", model, config_doc(metrics))
-                if report["accuracy"] > progress.best_acc:
-                    progress.best_acc = report["accuracy"]
+                # Without a validation split there is nothing to select on: the last epoch is it.
+                if val_set is None or record["val_acc"] > progress.best_val_acc:
+                    progress.best_val_acc = record.get("val_acc", -1.0)
                     save_run(out, model, config_doc(metrics))
                 _write_metrics(out, progress.history)
                 save_state(out, checkpoint_state())
+                val_text = f"val acc {record['val_acc']:.4f}  " if val_set is not None else ""
                 log(
                     f"epoch {record['epoch']}/{opts.epochs}  loss {record['train_loss']:.4f}  "
-                    f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
+                    f"train acc {record['train_acc']:.4f}  {val_text}test acc {record['test_acc']:.4f}  "
                     f"({record['epoch_seconds']:.0f}s)",
                     dist_info,
                 )
             barrier(dist_info)
-    return {"best_test_acc": progress.best_acc, "history": progress.history, "out": str(out)}
+    return {"delivered": _delivered(out, progress.history), "history": progress.history, "out": str(out)}
+
+
+def _delivered(out: Path, history: list) -> dict:
+    """The metrics of the epoch saved at the run directory's root."""
+    path = out / "config.json"
+    if not path.is_file():  # a non-main rank before any epoch ended
+        return {}
+    return json.loads(path.read_text()).get("metrics", {})
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

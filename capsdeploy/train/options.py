@@ -22,6 +22,9 @@ class TrainOptions:
     amp: bool = True  # only used on CUDA
     max_train_samples: int | None = None
     max_test_samples: int | None = None
+    # Held out of the training split (stratified, seeded) to pick the best epoch;
+    # 0: no selection, the last epoch is the deliverable.
+    val_fraction: float = 0.1
     routing_iters: int = 3
     detach_inner_routing: bool = False
     model_overrides: dict = field(default_factory=dict)  # CapsNetConfig fields

@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..data import load_split
 from ..data.datasets import get_spec
 from ..errors import UsageError
+from ..fileio import save_png
 from ..model.checkpoint import load_run
 from .distributed import DistInfo, resolve_device
 from .evaluate import classification_report, predict
-from .grid import reconstruction_grid, save_png
+from .grid import reconstruction_grid
 
 
 def evaluate_run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import CapsDeployError, UsageError
 from ..fileio import atomic_path
 
 STATE = Path("resume") / "state.pt"
@@ -28,8 +28,15 @@ def load_state(run_dir: str | Path) -> dict:
             f"{run_dir}: no resume state ({STATE}); it is not a run started by "
             "`capsdeploy train`, or it was started with another tool"
         )
-    # Our own file, holding optimizer state and RNG tensors; not a deployable artifact.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # Tensors, numbers, strings, lists and dicts only (options, model, optimizer, scheduler,
+    # progress), so the safe loader suffices: a tampered state file cannot run code.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors of every kind
+        raise CapsDeployError(
+            f"{path}: unreadable resume state ({type(e).__name__}); the file is corrupt, or was written "
+            "by another tool"
+        ) from None
 
 
 def run_exists(run_dir: str | Path) -> bool:

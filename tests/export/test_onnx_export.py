@@ -35,8 +35,8 @@ def test_routing_iterations_match_pytorch(tiny_run, tmp_path, iters):
     got = OrtBackend(tmp_path / "m.onnx").infer({"image": x})
     ref = _torch_outputs(tiny_run, x, iters)
     verdict = compare_outputs(ref, got, FP32)
-    assert verdict["passed"], verdict["failures"]
-    parity = verdict["outputs"]["poses"]["max_abs_error"]
+    assert verdict.passed, verdict.failures
+    parity = verdict.outputs["poses"]["max_abs_error"]
     # The unrolled count matters: another count is much further away than the parity error.
     other = _torch_outputs(tiny_run, x, 4 if iters == 5 else iters + 1)["poses"]
     assert np.abs(other - got["poses"]).max() > 10 * parity
@@ -50,7 +50,7 @@ def test_one_dynamic_file_serves_batches_1_7_64(tiny_run, tmp_path):
         x = _pixels(n, n).astype(np.float32) / 255
         got = backend.infer({"image": x})
         assert got["scores"].shape == (n, 10) and got["poses"].shape == (n, 10, 8)
-        assert compare_outputs(_torch_outputs(tiny_run, x), got, FP32)["passed"]
+        assert compare_outputs(_torch_outputs(tiny_run, x), got, FP32).passed
 
 
 def test_static_batch_rejects_other_sizes(tiny_run, tmp_path):
@@ -70,8 +70,8 @@ def test_uint8_input_with_decoder(tiny_run, tmp_path):
     got = backend.infer({"image": pixels})
     ref = _torch_outputs(tiny_run, pixels.astype(np.float32) / 255, decoder=True)
     verdict = compare_outputs(ref, got, FP32)
-    assert set(verdict["outputs"]) == {"scores", "poses", "reconstruction"}
-    assert verdict["passed"], verdict["failures"]
+    assert set(verdict.outputs) == {"scores", "poses", "reconstruction"}
+    assert verdict.passed, verdict.failures
 
 
 def test_metadata_round_trip(tiny_run, tmp_path):
@@ -115,7 +115,7 @@ def test_fp16_graph_runs_in_ort_and_keeps_routing_fp32(tiny_run, tmp_path):
     # Random weights give near-tied scores, so top-1 is judged on trained models (slow tests).
     elementwise = replace(DEFAULT_TOLERANCES["fp16"], min_top1_agreement=0.0)
     verdict = compare_outputs(_torch_outputs(tiny_run, x), got, elementwise)
-    assert verdict["passed"], verdict["failures"]
+    assert verdict.passed, verdict.failures
 
 
 def test_fp16_io(tiny_run, tmp_path):
@@ -163,4 +163,4 @@ def test_three_channel_36px_variant_exports(tmp_path):
     assert backend.inputs()[0].shape[1:] == (3, 36, 36)
     pixels = np.random.default_rng(0).integers(0, 256, (3, 3, 36, 36), dtype=np.uint8)
     ref = _torch_outputs(run, pixels.astype(np.float32) / 255)
-    assert compare_outputs(ref, backend.infer({"image": pixels}), FP32)["passed"]
+    assert compare_outputs(ref, backend.infer({"image": pixels}), FP32).passed

@@ -1,41 +1,60 @@
+"""The dynamic batcher. Each fault listed in issue 7 has a test here that failed on the old
+batcher (a bad request failing its neighbours, a hook killing the worker, leftovers re-queued at
+the back, timed-out requests computed later, `workers` only recorded)."""
+
+import asyncio
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from capsdeploy.errors import InferenceError, InvalidInputError
 from capsdeploy.export import ExportOptions, export_onnx
-from capsdeploy.runtime.batcher import BatchStats, DynamicBatcher, QueueFullError, RequestTimeoutError
+from capsdeploy.runtime.backend import Backend, TensorSpec
+from capsdeploy.runtime.batcher import (
+    BatcherClosedError,
+    BatchStats,
+    DynamicBatcher,
+    QueueFullError,
+    RequestTimeoutError,
+)
 from capsdeploy.runtime.ort_backend import OrtBackend
 
 
-class SlowDouble:
-    """A backend doing real (trivial) math with a fixed latency, to control timing."""
+class Doubler(Backend):
+    """Real (trivial) math with a controllable latency; records what it computed."""
 
-    name = "slow-double"
-    metadata = None
+    name = "doubler"
 
-    def __init__(self, delay=0.0, fail=False):
-        self.delay, self.fail, self.batches = delay, fail, []
+    def __init__(self, delay=0.0, fail=False, max_batch=None, gate=None):
+        self.delay, self.fail, self.max_batch, self.gate = delay, fail, max_batch, gate
+        self.seen: list[list[float]] = []  # x[:, 0] of every batch, in execution order
+        self.threads: set[str] = set()
 
-    def infer(self, feeds):
-        self.batches.append(len(feeds["x"]))
+    def inputs(self):
+        return [TensorSpec("x", "float32", (None, 2))]
+
+    def outputs(self):
+        return [TensorSpec("y", "float32", (None, 2))]
+
+    @property
+    def max_batch_size(self):
+        return self.max_batch
+
+    def _infer(self, feeds):
+        self.seen.append(feeds["x"][:, 0].tolist())
+        self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            self.gate.wait(10)
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("backend exploded")
         return {"y": feeds["x"] * 2}
 
-    def inputs(self):
-        return []
 
-    def outputs(self):
-        return []
-
-    def warmup(self):
-        pass
-
-    def close(self):
-        pass
+def x(value, rows=1):
+    return {"x": np.full((rows, 2), value, np.float32)}
 
 
 @pytest.fixture(scope="module")
@@ -72,72 +91,222 @@ def test_32_threads_get_their_own_rows_identical_to_unbatched(ort_model):
     assert all(q >= 0 for s in stats for q in s.queue_seconds) and all(s.compute_seconds > 0 for s in stats)
 
 
-def test_full_queue_is_refused_at_once():
-    backend = SlowDouble(delay=0.3)
-    b = DynamicBatcher(backend, max_batch_size=1, max_queue_size=2, max_queue_delay_us=0)
-    try:
-        first = b.submit({"x": np.ones((1, 2))})
-        time.sleep(0.05)  # the worker takes it; the queue is empty again
-        b.submit({"x": np.ones((1, 2))})
-        b.submit({"x": np.ones((1, 2))})
-        t0 = time.perf_counter()
-        with pytest.raises(QueueFullError):
-            b.submit({"x": np.ones((1, 2))})
-        assert time.perf_counter() - t0 < 0.05
-        assert np.array_equal(first.result(2)["y"], np.full((1, 2), 2.0))
-    finally:
-        b.close()
+def test_a_bad_request_is_refused_alone_and_never_reaches_a_batch():
+    backend = Doubler(delay=0.05)
+    with DynamicBatcher(backend, max_batch_size=8, max_queue_delay_us=50_000) as b:
+        good = [b.submit(x(i)) for i in range(3)]
+        for bad, words in (
+            ({"x": np.ones((1, 3), np.float32)}, "axis 1 is 3"),
+            ({"x": np.ones((1, 2), np.float64)}, "dtype float64, expected float32"),
+            ({"z": np.ones((1, 2), np.float32)}, "unknown input"),
+            ({"x": np.ones((0, 2), np.float32)}, "empty batch"),
+        ):
+            with pytest.raises(InvalidInputError, match=words):
+                b.submit(bad)
+        more = [b.submit(x(i)) for i in range(3, 5)]
+        outs = [f.result(5)["y"][0, 0] for f in good + more]
+    assert outs == [2.0 * i for i in range(5)]
+    assert sorted(v for batch in backend.seen for v in batch) == [0, 1, 2, 3, 4]
 
 
-def test_request_timeout_in_queue():
-    backend = SlowDouble(delay=0.3)
-    with DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0) as b:
-        b.submit({"x": np.ones((1, 1))})
-        time.sleep(0.02)
-        late = b.submit({"x": np.ones((1, 1))}, timeout_s=0.05)
-        with pytest.raises(RequestTimeoutError):
-            late.result(2)
+def test_requests_carry_several_rows_and_get_exactly_their_own():
+    backend = Doubler()
+    with DynamicBatcher(backend, max_batch_size=16, max_queue_delay_us=50_000) as b:
+        futures = [
+            b.submit({"x": np.arange(2 * n, dtype=np.float32).reshape(n, 2) + 100 * n}) for n in (1, 3, 5)
+        ]
+        outs = [f.result(5)["y"] for f in futures]
+    for n, out in zip((1, 3, 5), outs, strict=True):
+        assert out.shape == (n, 2)
+        np.testing.assert_array_equal(out, 2 * (np.arange(2 * n, dtype=np.float32).reshape(n, 2) + 100 * n))
+    assert len(backend.seen) == 1 and len(backend.seen[0]) == 9  # one batch of 9 rows
 
 
-def test_preferred_batch_sizes_and_max_batch():
-    backend = SlowDouble(delay=0.05)
+def test_a_request_larger_than_the_batch_runs_alone_and_beyond_the_engine_is_refused():
+    backend = Doubler(max_batch=10)
+    with DynamicBatcher(backend, max_batch_size=4, max_queue_delay_us=20_000) as b:
+        small = b.submit(x(1))
+        big = b.submit(x(2, rows=7))
+        assert big.result(5)["y"].shape == (7, 2) and small.result(5)["y"].shape == (1, 2)
+        with pytest.raises(InvalidInputError, match="exceeds this engine's maximum of 10"):
+            b.submit(x(3, rows=11))
+    assert [len(batch) for batch in backend.seen] == [1, 7]
+    # The batcher never forms batches above the engine's maximum.
+    assert DynamicBatcher(Doubler(max_batch=4), max_batch_size=64).max_batch_size == 4
+
+
+def test_a_failing_metrics_hook_is_logged_and_the_worker_keeps_serving(caplog):
+    def hook(stats):
+        raise ValueError("hook broke")
+
+    with DynamicBatcher(Doubler(), max_batch_size=4, max_queue_delay_us=0, on_batch=hook) as b:
+        for i in range(3):  # the old worker died on the first hook error; this hung
+            assert b.infer(x(i), timeout_s=2)["y"][0, 0] == 2 * i
+    assert "on_batch hook failed" in caplog.text
+
+
+def test_a_backend_error_fails_only_its_batch():
+    backend = Doubler(fail=True)
+    with DynamicBatcher(backend, max_batch_size=4, max_queue_delay_us=20_000) as b:
+        futures = [b.submit(x(i)) for i in range(3)]
+        for f in futures:
+            with pytest.raises(InferenceError, match="exploded"):
+                f.result(5)
+        backend.fail = False
+        assert b.infer(x(5), timeout_s=2)["y"][0, 0] == 10
+
+
+def test_wrong_output_row_count_fails_that_batch_with_a_clear_error():
+    class Short(Doubler):
+        def _infer(self, feeds):
+            return {"y": feeds["x"][:1] * 2}
+
+    with DynamicBatcher(Short(), max_batch_size=4, max_queue_delay_us=20_000) as b:
+        futures = [b.submit(x(i)) for i in range(3)]
+        for f in futures:
+            with pytest.raises(InferenceError, match="returned 1 rows of 'y' for a batch of 3"):
+                f.result(5)
+
+
+def test_preferred_sizes_keep_submission_order():
+    backend = Doubler(delay=0.02)
     with DynamicBatcher(
         backend, max_batch_size=8, max_queue_delay_us=100_000, preferred_batch_sizes=[4]
     ) as b:
-        futures = [b.submit({"x": np.full((1, 1), i)}) for i in range(10)]
+        futures = [b.submit(x(i)) for i in range(10)]
         outs = [f.result(5)["y"][0, 0] for f in futures]
-    assert outs == [2 * i for i in range(10)]
-    assert max(backend.batches) <= 8
-    assert backend.batches[0] == 4
+    assert outs == [2.0 * i for i in range(10)]
+    order = [v for batch in backend.seen for v in batch]
+    assert order == list(range(10)), backend.seen  # old code ran [0,1,2,3] [8,9,4,5] [6,7]
+    assert len(backend.seen[0]) == 4
 
 
-def test_backend_errors_reach_every_caller_and_close_fails_pending():
-    with DynamicBatcher(SlowDouble(fail=True), max_batch_size=4, max_queue_delay_us=10_000) as b:
-        futures = [b.submit({"x": np.ones((1, 1))}) for _ in range(3)]
-        for f in futures:
-            with pytest.raises(RuntimeError, match="exploded"):
-                f.result(2)
-    b = DynamicBatcher(SlowDouble(delay=0.2), max_batch_size=1, max_queue_delay_us=0)
-    b.submit({"x": np.ones((1, 1))})
-    time.sleep(0.02)
-    pending = b.submit({"x": np.ones((1, 1))})
-    b.close()
-    with pytest.raises(Exception, match="closed"):
-        pending.result(2)
+def test_a_timed_out_request_is_never_computed():
+    gate = threading.Event()
+    backend = Doubler(gate=gate)
+    with DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0) as b:
+        first = b.submit(x(1))
+        time.sleep(0.05)  # the worker is now blocked on the gate with request 1
+        t0 = time.perf_counter()
+        with pytest.raises(RequestTimeoutError):
+            b.infer(x(2), timeout_s=0.1)
+        assert time.perf_counter() - t0 < 1.0
+        assert b.pending() == 0  # its place in the queue was freed at once
+        gate.set()
+        assert first.result(5)["y"][0, 0] == 2
+        assert b.infer(x(3), timeout_s=2)["y"][0, 0] == 6
+    assert [v for batch in backend.seen for v in batch] == [1, 3]
 
 
-def test_single_sample_is_required():
-    with DynamicBatcher(SlowDouble()) as b, pytest.raises(Exception, match="leading batch axis of 1"):
-        b.submit({"x": np.ones((2, 3))})
+def test_infer_returns_within_the_default_timeout_when_the_backend_hangs():
+    gate = threading.Event()
+    b = DynamicBatcher(Doubler(gate=gate), max_batch_size=1, max_queue_delay_us=0, default_timeout_s=0.2)
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(RequestTimeoutError):
+            b.infer(x(1))  # no timeout given: the default applies
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        gate.set()
+        b.close()
 
 
-def test_async_callers():
-    import asyncio
+def test_expired_requests_in_the_queue_are_failed_not_computed():
+    gate = threading.Event()
+    backend = Doubler(gate=gate)
+    with DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0) as b:
+        b.submit(x(1))
+        time.sleep(0.05)
+        late = b.submit(x(2), timeout_s=0.05)  # a bare future: nobody cancels it
+        time.sleep(0.1)
+        gate.set()  # the worker is free again, after the deadline
+        with pytest.raises(RequestTimeoutError):
+            late.result(2)
+    assert [v for batch in backend.seen for v in batch] == [1]
 
-    with DynamicBatcher(SlowDouble(), max_batch_size=16, max_queue_delay_us=5_000) as b:
+
+def test_two_workers_run_on_two_clones_at_once():
+    backend = Doubler(delay=0.2)
+    clones = []
+    original_clone = backend.clone
+
+    def tracking_clone():
+        c = original_clone()
+        clones.append(c)
+        return c
+
+    backend.clone = tracking_clone
+    stats = []
+    with DynamicBatcher(
+        backend, max_batch_size=1, max_queue_delay_us=0, workers=2, on_batch=stats.append
+    ) as b:
+        assert b.workers == 2 and len(clones) == 1
+        t0 = time.perf_counter()
+        futures = [b.submit(x(i)) for i in range(4)]
+        assert [f.result(5)["y"][0, 0] for f in futures] == [0, 2, 4, 6]
+        elapsed = time.perf_counter() - t0
+    assert {s.worker for s in stats} == {0, 1}
+    assert elapsed < 0.7  # 4 x 0.2 s of work in two lanes
+
+
+def test_full_queue_is_refused_at_once():
+    gate = threading.Event()
+    b = DynamicBatcher(Doubler(gate=gate), max_batch_size=1, max_queue_size=2, max_queue_delay_us=0)
+    try:
+        first = b.submit(x(1))
+        time.sleep(0.05)  # the worker holds it; the queue is empty again
+        b.submit(x(2))
+        b.submit(x(3))
+        t0 = time.perf_counter()
+        with pytest.raises(QueueFullError):
+            b.submit(x(4))
+        assert time.perf_counter() - t0 < 0.05
+        gate.set()
+        assert first.result(2)["y"][0, 0] == 2
+    finally:
+        gate.set()
+        b.close()
+
+
+def test_close_drains_within_the_grace_period_then_fails_the_rest():
+    backend = Doubler(delay=0.1)
+    b = DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0)
+    futures = [b.submit(x(i)) for i in range(3)]
+    b.close(drain_s=5)
+    assert [f.result(0)["y"][0, 0] for f in futures] == [0, 2, 4]
+    with pytest.raises(BatcherClosedError):
+        b.submit(x(9))
+
+    backend = Doubler(delay=0.3)
+    b = DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0)
+    futures = [b.submit(x(i)) for i in range(4)]
+    time.sleep(0.05)
+    b.close(drain_s=0.4)  # room for about two of the four
+    done = [f for f in futures if f.exception(0) is None]
+    failed = [f for f in futures if isinstance(f.exception(0), BatcherClosedError)]
+    assert len(done) >= 1 and len(failed) >= 1 and len(done) + len(failed) == 4
+    assert futures[0] in done  # running work always completes
+
+
+def test_async_callers_and_async_timeout():
+    gate = threading.Event()
+    with DynamicBatcher(Doubler(), max_batch_size=16, max_queue_delay_us=5_000) as b:
 
         async def main():
-            return await asyncio.gather(*(b.infer_async({"x": np.full((1, 1), i)}) for i in range(16)))
+            return await asyncio.gather(*(b.infer_async(x(i)) for i in range(16)))
 
         outs = asyncio.run(main())
     assert [o["y"][0, 0] for o in outs] == [2 * i for i in range(16)]
+
+    backend = Doubler(gate=gate)
+    with DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0) as b:
+        b.submit(x(1))
+        time.sleep(0.05)
+
+        async def late():
+            with pytest.raises(RequestTimeoutError):
+                await b.infer_async(x(2), timeout_s=0.1)
+
+        asyncio.run(late())
+        gate.set()
+    assert [v for batch in backend.seen for v in batch] == [1]

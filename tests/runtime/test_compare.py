@@ -24,12 +24,24 @@ def test_top1_and_accuracy_verdicts():
     flipped = {"scores": np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])}
     labels = np.array([0, 1, 0])
     same = compare_outputs(ref, ref, TIGHT, labels)
-    assert same["passed"] and same["top1_agreement"] == 1.0 and same["reference_accuracy"] == 1.0
+    assert same and same.passed and same.top1_agreement == 1.0 and same.reference_accuracy == 1.0
     r = compare_outputs(ref, flipped, DEFAULT_TOLERANCES["int8"], labels)
-    assert r["top1_agreement"] == pytest.approx(2 / 3)
-    assert r["candidate_accuracy"] == pytest.approx(2 / 3)
-    assert not r["passed"] and len(r["failures"]) == 2  # agreement and accuracy drop
-    assert "scores" in r["outputs"] and "passed" not in r["outputs"]["scores"]  # int8: not judged
+    assert r.top1_agreement == pytest.approx(2 / 3)
+    assert r.candidate_accuracy == pytest.approx(2 / 3)
+    assert not r and not r.passed and len(r.failures) == 2  # agreement and accuracy drop
+    assert "scores" in r.outputs and "passed" not in r.outputs["scores"]  # int8: not judged
+    d = r.to_dict()  # the JSON shape reports carry
+    assert d["passed"] is False and d["num_samples"] == 3 and d["candidate_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_nothing_compared_is_a_failure_not_a_pass():
+    ref = {"scores": np.ones((4, 10))}
+    r = compare_outputs(ref, {"logits": np.ones((4, 10))}, TIGHT)
+    assert not r and "no output in common" in r.failures[0]
+    r = compare_outputs({"scores": np.ones((0, 10))}, {"scores": np.ones((0, 10))}, TIGHT)
+    assert not r and r.failures == ["zero samples compared"]
+    r = compare_outputs(ref, {"scores": np.ones((3, 10))}, TIGHT)
+    assert not r and "shape" in r.failures[0]
 
 
 def test_overrides_and_per_precision_ordering():

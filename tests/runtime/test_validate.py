@@ -1,10 +1,11 @@
 import json
 
 import onnx
+import pytest
 
 from capsdeploy.export import ExportOptions, export_onnx
 from tests.conftest import make_run
-from tests.helpers import capsdeploy
+from tests.helpers import capsdeploy, tensorrt_ready
 
 
 def _export(run, path, **kw):
@@ -93,6 +94,7 @@ def test_foreign_onnx_without_metadata_still_validates(tiny_run, tmp_path):
     assert proc.returncode == 0 and r["passed"] and "no capsdeploy metadata" in r["notes"][0]
 
 
-def test_engine_trt_is_not_yet_available(tiny_run, tmp_path):
+@pytest.mark.skipif(tensorrt_ready(), reason="TensorRT and CUDA are present here")
+def test_engine_trt_without_tensorrt_is_a_usage_error(tiny_run, tmp_path):
     proc = capsdeploy("validate", "--checkpoint", tiny_run, "--model", tmp_path / "x.plan", "--engine", "trt")
     assert proc.returncode == 2 and "TensorRT" in proc.stderr

@@ -22,7 +22,7 @@ def test_cuda_training_with_amp_learns_and_saves(tmp_path):
     )
     result = train(opts)
     assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
-    assert result["best_test_acc"] > 0.3
+    assert result["delivered"]["test_acc"] > 0.3
 
 
 @pytest.mark.gpu

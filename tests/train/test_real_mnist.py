@@ -34,5 +34,7 @@ def test_paper_model_learns_real_digits(paper_mnist_run):
         "train_split": "digits10k",
         "test_split": "t10k",
         "train_samples": 2048,
+        "val_fraction": 0.0,
+        "val_samples": 0,
         "test_samples": 1000,
     }

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CapsDeployError, UsageError
-from ..backend import TensorSpec
+from ..backend import Backend, TensorSpec
 from .build import metadata_of_plan
 from .environment import require_tensorrt
 
 
-class TrtBackend:
+class TrtBackend(Backend):
     name = "trt"
 
     def __init__(self, plan_path: str | Path, cuda_graphs: bool = False, _engine=None):
@@ -56,7 +56,20 @@ class TrtBackend:
         self._outputs = [n for n in self._names if not is_input(n)]
 
     def clone(self) -> TrtBackend:
+        """A new execution context and stream on the same deserialized engine."""
         return TrtBackend(self.path, self.cuda_graphs, _engine=self.engine)
+
+    def _profile_batch(self, which: int) -> int:
+        # get_tensor_profile_shape(name, profile) -> [min, opt, max] shapes (TensorRT 10/11 API).
+        return int(self.engine.get_tensor_profile_shape(self._inputs[0], 0)[which][0])
+
+    @property
+    def min_batch_size(self) -> int:
+        return self._profile_batch(0)
+
+    @property
+    def max_batch_size(self) -> int:
+        return self._profile_batch(2)
 
     def _spec(self, name: str) -> TensorSpec:
         dtype = np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))).name
@@ -89,16 +102,12 @@ class TrtBackend:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise CapsDeployError("TensorRT execute_async_v3 failed; see the TensorRT log above")
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        missing = set(self._inputs) - set(feeds)
-        if missing:
-            raise UsageError(f"missing inputs {sorted(missing)}")
+        # The base class checked names, exact dtypes and the profile's batch range.
         with self._lock, torch.cuda.stream(self.stream):
             dev = {
-                n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(
-                    self.device, self._torch_dtype(n), non_blocking=True
-                )
+                n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, non_blocking=True)
                 for n in self._inputs
             }
             batch = next(iter(dev.values())).shape[0]
@@ -135,11 +144,6 @@ class TrtBackend:
             static_in[n].copy_(t)
         graph.replay()
         return {n: t.clone() for n, t in static_out.items()}
-
-    def warmup(self) -> None:
-        spec = self.inputs()[0]
-        shape = [1 if d is None else d for d in spec.shape]
-        self.infer({spec.name: np.zeros(shape, dtype=spec.dtype)})
 
     def close(self) -> None:
         self._graphs.clear()

@@ -203,7 +203,7 @@ def read_sidecar(plan_path: str | Path) -> dict:
 
 def metadata_of_plan(plan_path: str | Path):
     """The ONNX metadata the plan was built from (preprocessing, precision, ...)."""
-    from ...export.metadata import ModelMetadata
+    from ...contract import ModelMetadata
 
     return ModelMetadata.from_props(read_sidecar(plan_path).get("onnx_metadata", {}))
 

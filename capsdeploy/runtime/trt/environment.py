@@ -36,17 +36,29 @@ def tensorrt_status() -> tuple[object | None, str | None]:
     return tensorrt, None
 
 
-def require_tensorrt() -> TrtEnvironment:
-    import torch
-
+def tensorrt_missing() -> list[str]:
+    """What stands between this machine and a TensorRT engine; empty when nothing does."""
     missing = []
-    if not torch.cuda.is_available():
+    try:  # the TensorRT backend keeps its device buffers and streams in torch
+        import torch
+    except ImportError:
+        torch = None
+        missing.append("PyTorch is not installed (the TensorRT backend uses its CUDA tensors and streams)")
+    if torch is not None and not torch.cuda.is_available():
         missing.append("no CUDA device is visible to PyTorch (torch.cuda.is_available() is False)")
-    trt, why = tensorrt_status()
+    _, why = tensorrt_status()
     if why:
         missing.append(why)
+    return missing
+
+
+def require_tensorrt() -> TrtEnvironment:
+    missing = tensorrt_missing()
     if missing:
         raise UsageError("TensorRT engine unavailable: " + "; ".join(missing) + ". Use --engine ort instead.")
+    import torch
+
+    trt, _ = tensorrt_status()
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     version = trt.__version__
     return TrtEnvironment(

@@ -1,7 +1,9 @@
 """The one place that turns pixels, PNG/JPEG files or .npy arrays into model input.
 
-predict, serve, bench, validate and INT8 calibration all call this, driven by the
-model's metadata (input dtype, normalization); none re-implements it.
+predict, serve, bench, validate, evaluation and INT8 calibration all call this,
+driven by the model's metadata (input dtype, normalization); none re-implements
+it. NumPy and Pillow only: it sits below export and runtime, and an ONNX Runtime
+deployment runs it without torch.
 
 Image policy: decoded with Pillow; converted to grayscale (ITU-R 601-2 luma) or
 RGB to match the model's channels; if the size differs from the model's, the
@@ -17,10 +19,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.normalize import to_model_input
 from ..errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -32,8 +32,22 @@ def prepare_batch(pixels: np.ndarray, input_dtype: str, normalization: dict) -> 
         raise UsageError(f"expected uint8 pixels [N, C, H, W], got {pixels.dtype} {pixels.shape}")
     if input_dtype == "uint8":
         return np.ascontiguousarray(pixels)
-    x = to_model_input(torch.from_numpy(np.ascontiguousarray(pixels)), normalization).numpy()
+    x = normalize(pixels, normalization)
     return x.astype(np.float16 if input_dtype == "float16" else np.float32, copy=False)
+
+
+def normalize(pixels: np.ndarray, normalization: dict) -> np.ndarray:
+    """uint8 [N, C, H, W] -> float32 (pixels / 255 - mean) / std per channel.
+
+    Written as the training loop computes it (divide by 255, then normalize), so
+    the float32 results are bit-identical to what the model saw in training.
+    """
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(normalization["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(normalization["std"], np.float32).reshape(1, -1, 1, 1)
+    if (mean == 0).all() and (std == 1).all():
+        return x
+    return (x - mean) / std
 
 
 def decode_image(

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from capsdeploy.data.preprocess import decode_image, fit_pixels, load_image, prepare_batch
 from capsdeploy.errors import UsageError
-from capsdeploy.runtime.preprocess import decode_image, fit_pixels, load_image, prepare_batch
 
 
 def test_png_round_trip_is_lossless(tmp_path):
@@ -55,3 +55,15 @@ def test_prepare_batch_follows_metadata():
     x = prepare_batch(px, "float32", norm)
     assert x.dtype == np.float32 and np.allclose(x, 1.0)
     assert prepare_batch(px, "float16", norm).dtype == np.float16
+
+
+@pytest.mark.parametrize("norm", [{"mean": [0.0], "std": [1.0]}, {"mean": [0.1307], "std": [0.3081]}])
+def test_numpy_preprocessing_is_bit_identical_to_the_training_tensors(norm):
+    """Serving must feed the model exactly what training fed it."""
+    import torch
+
+    from capsdeploy.train.augment import normalize_unit, to_unit
+
+    px = np.random.default_rng(2).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    trained = normalize_unit(to_unit(torch.from_numpy(px)), norm).numpy()
+    np.testing.assert_array_equal(prepare_batch(px, "float32", norm), trained)

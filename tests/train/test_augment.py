@@ -1,6 +1,6 @@
 import torch
 
-from capsdeploy.data import random_shifts, shift_images
+from capsdeploy.train.augment import random_shifts, shift_images
 
 
 def test_shift_matches_manual_zero_padded_translation():
