@@ -13,7 +13,7 @@ What it promises, so a server built on it stays up:
   maximum) runs as a batch of its own; beyond the engine's maximum it is refused;
 - execution order is submission order: rows left over when a batch is cut to a
   preferred size stay at the front of the queue;
-- a request whose caller gave up (timeout, cancellation) is never computed;
+- a request whose caller gave up (timeout, cancellation) is never started;
   ``infer()`` and ``infer_async()`` return or raise within their timeout
   (``default_timeout_s`` when none is given); a bare ``submit()`` future whose
   deadline passed fails with ``RequestTimeoutError`` when a worker next looks;
@@ -26,6 +26,7 @@ What it promises, so a server built on it stays up:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -93,8 +94,7 @@ class DynamicBatcher:
     ):
         if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
             raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
-        if not default_timeout_s > 0:
-            raise ValueError("default_timeout_s must be > 0")
+        _check_timeout(default_timeout_s)  # the same rule as a per-request timeout
         self.backend = backend
         # Never form a batch the engine cannot take (a TensorRT profile's maximum).
         engine_max = backend.max_batch_size
@@ -106,6 +106,7 @@ class DynamicBatcher:
         self.on_batch = on_batch
         self._specs = backend.inputs()
         self._pending: deque[_Request] = deque()
+        self._earliest = math.inf  # no queued deadline is earlier (may be stale-early, never late)
         self._cond = threading.Condition()
         self._gathering = threading.Lock()  # one worker forms a batch at a time
         self._accepting = True
@@ -130,10 +131,7 @@ class DynamicBatcher:
 
     # -- submitting -------------------------------------------------------
     def _timeout(self, timeout_s: float | None) -> float:
-        t = self.default_timeout_s if timeout_s is None else timeout_s
-        if not t > 0 or math.isnan(t):
-            raise ValueError(f"timeout must be > 0 seconds, got {t}")
-        return t
+        return _check_timeout(self.default_timeout_s if timeout_s is None else timeout_s)
 
     def submit(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> Future:
         """Queue one request (arrays with a leading batch axis of N >= 1 rows).
@@ -142,6 +140,8 @@ class DynamicBatcher:
         ``QueueFullError`` when the queue is full and ``BatcherClosedError`` after
         ``close()``; all at once, before anything is queued."""
         checked = check_feeds(self._specs, feeds, self.backend.max_batch_size)
+        # Our own copy: a caller may reuse its buffer before the batch runs.
+        checked = {k: np.array(v, copy=True) for k, v in checked.items()}
         rows = next(iter(checked.values())).shape[0]
         t = self._timeout(timeout_s)
         now = time.perf_counter()
@@ -152,6 +152,7 @@ class DynamicBatcher:
             if len(self._pending) >= self.max_queue_size:
                 raise QueueFullError(self.max_queue_size)
             self._pending.append(req)
+            self._earliest = min(self._earliest, req.deadline)
             self._cond.notify_all()
         # A caller that cancels frees its place in the queue at once.
         req.future.add_done_callback(lambda f: self._forget(req) if f.cancelled() else None)
@@ -161,6 +162,7 @@ class DynamicBatcher:
         # ValueError: already taken or dropped.
         with self._cond, contextlib.suppress(ValueError):
             self._pending.remove(req)
+            self._cond.notify_all()  # close() may be waiting for the queue to empty
 
     def infer(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """Blocking: the request's own rows back, or an error within ``timeout_s``."""
@@ -168,18 +170,23 @@ class DynamicBatcher:
         fut = self.submit(feeds, t)
         try:
             return fut.result(timeout=t)
-        except TimeoutError:
-            fut.cancel()  # still queued: it will never be computed
+        # Separate classes before Python 3.11, aliases of TimeoutError since.
+        except (TimeoutError, concurrent.futures.TimeoutError):
             raise RequestTimeoutError(t) from None
+        finally:
+            if not fut.done():
+                fut.cancel()  # any way out of the wait (timeout, KeyboardInterrupt): never started
 
     async def infer_async(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None):
         t = self._timeout(timeout_s)
         fut = self.submit(feeds, t)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), t)
-        except TimeoutError:
-            fut.cancel()
+        except (TimeoutError, asyncio.TimeoutError):
             raise RequestTimeoutError(t) from None
+        finally:
+            if not fut.done():
+                fut.cancel()
 
     # -- forming batches --------------------------------------------------
     def _next_batch(self) -> tuple[list[_Request] | None, list[_Request]]:
@@ -206,14 +213,16 @@ class DynamicBatcher:
                         if r.future.set_running_or_notify_cancel():
                             batch.append(r)
                     if not batch:
+                        self._cond.notify_all()  # the queue shrank: close() may be waiting
                         continue
                     self._running += 1
                     return batch, expired
                 # Also wake for the earliest deadline, so expired requests fail on time.
-                deadline = min(r.deadline for r in self._pending) - now
-                self._cond.wait(timeout=max(min(wait, deadline), 0.0))
+                self._cond.wait(timeout=max(min(wait, self._earliest - now), 0.0))
 
     def _drop_dead(self, now: float, expired: list[_Request]) -> None:
+        if now < self._earliest:  # the common case: O(1), no sweep of the queue
+            return
         keep = deque()
         for r in self._pending:
             if r.future.cancelled():
@@ -222,8 +231,10 @@ class DynamicBatcher:
                 expired.append(r)
             else:
                 keep.append(r)
+        self._earliest = min((r.deadline for r in keep), default=math.inf)
         if len(keep) != len(self._pending):
             self._pending = keep
+            self._cond.notify_all()
 
     def _choose(self) -> tuple[list[_Request], bool]:
         """(the prefix of the queue to run next, whether to run it without waiting)."""
@@ -287,11 +298,13 @@ class DynamicBatcher:
                     raise InferenceError(
                         f"{backend.name} returned {len(value)} rows of {name!r} for a batch of {rows + pad}"
                     )
-        except Exception as e:
+        except BaseException as e:  # SystemExit too: its callers must not wait forever
             error = e if isinstance(e, CapsDeployError) else InferenceError(f"{type(e).__name__}: {e}")
             log.warning("batch of %d requests failed: %s", len(batch), error)
             for r in batch:
                 _resolve(r.future, error=error)
+            if not isinstance(e, Exception):
+                raise
             return
         compute = time.perf_counter() - start
         offset = 0
@@ -330,16 +343,27 @@ class DynamicBatcher:
             _resolve(
                 r.future, error=BatcherClosedError(f"it closed before this request ran (drain {drain_s} s)")
             )
+        end = time.perf_counter() + 10.0  # a running batch gets this long to finish
         for w in self._workers:
-            w.join(timeout=max(drain_s, 0.0) + 10.0)
-        for b in self._clones:
-            b.close()
+            w.join(timeout=max(end - time.perf_counter(), 0.0))
+        for w, b in zip(self._workers[1:], self._clones, strict=True):
+            if w.is_alive():  # still inside the engine: releasing its context now would be unsafe
+                log.warning("%s still running after close(); its backend clone is left open", w.name)
+            else:
+                b.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _check_timeout(t) -> float:
+    # Finite and within what the threading primitives accept (an infinite wait overflows).
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= threading.TIMEOUT_MAX):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {t}")
+    return float(t)
 
 
 def _resolve(future: Future, result=None, error: BaseException | None = None) -> None:

@@ -54,7 +54,7 @@ class Progress:
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
-    best_val_acc: float = -1.0  # selection metric (test accuracy when val_fraction is 0: unused)
+    best_val_acc: float = -1.0  # of the delivered epoch (unused with val_fraction 0)
     history: list = field(default_factory=list)
 
 
@@ -194,7 +194,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                 "test_split": test_set.split,
                 "train_samples": len(train_set),
                 "val_fraction": opts.val_fraction,
-                "val_samples": len(val_set) if val_set else 0,
+                "val_samples": len(val_set) if val_set is not None else 0,
                 "test_samples": len(test_set),
             },
             training=opts.to_dict() | {"world_size": dist_info.world_size},
@@ -286,10 +286,10 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                     dist_info,
                 )
             barrier(dist_info)
-    return {"delivered": _delivered(out, progress.history), "history": progress.history, "out": str(out)}
+    return {"delivered": _delivered(out), "history": progress.history, "out": str(out)}
 
 
-def _delivered(out: Path, history: list) -> dict:
+def _delivered(out: Path) -> dict:
     """The metrics of the epoch saved at the run directory's root."""
     path = out / "config.json"
     if not path.is_file():  # a non-main rank before any epoch ended

@@ -8,8 +8,8 @@ import pytest
 from capsdeploy.errors import UsageError
 from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.trt.build import BuildOptions, cache_key, profile_shapes, sidecar_doc
-from capsdeploy.runtime.trt.environment import require_tensorrt, tensorrt_status
-from tests.helpers import capsdeploy
+from capsdeploy.runtime.trt.environment import require_tensorrt
+from tests.helpers import capsdeploy, tensorrt_ready
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +64,14 @@ def test_sidecar_says_what_it_was_built_from_and_for(dyn_model):
     assert doc["onnx_metadata"]["capsdeploy.precision"] == "fp32"
 
 
-@pytest.mark.skipif(tensorrt_status()[0] is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(tensorrt_ready(), reason="TensorRT and CUDA are present here")
 def test_missing_tensorrt_is_a_clear_usage_error():
     with pytest.raises(UsageError, match="TensorRT") as e:
         require_tensorrt()
     assert e.value.exit_code == 2
 
 
-@pytest.mark.skipif(tensorrt_status()[0] is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(tensorrt_ready(), reason="TensorRT and CUDA are present here")
 def test_cli_exits_2_without_tensorrt(dyn_model, tiny_run, tmp_path):
     for args in (
         ["export", "--format", "trt", "--model", dyn_model, "-o", tmp_path / "m.plan"],
