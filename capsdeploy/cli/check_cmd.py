@@ -7,7 +7,13 @@ from .common import handle_errors
 
 @click.command("check")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--trt-version", type=click.Choice(["10", "11"]), default="10", show_default=True)
+@click.option(
+    "--trt-version",
+    default="10",
+    show_default=True,
+    help="TensorRT version to check against: 10 (= 10.0, the strictest), 10.12, 10.15, 11.5, ... "
+    "The rules that changed between versions follow it.",
+)
 @click.option("--json", "json_dest", metavar="PATH", help="Write findings as JSON; '-' for stdout.")
 @handle_errors
 def check_cmd(model, trt_version, json_dest):

@@ -82,7 +82,7 @@ from .common import handle_errors
 @click.option(
     "--timing-cache",
     type=click.Path(dir_okay=False),
-    help="trt: timing cache file (default: in the cache dir).",
+    help="trt: timing cache file (default: one per TensorRT version and GPU architecture in the cache dir).",
 )
 @click.option("--no-engine-cache", is_flag=True, help="trt: always rebuild.")
 @click.option("--strict-trt", is_flag=True, help="Fail when the TensorRT compatibility check finds errors.")

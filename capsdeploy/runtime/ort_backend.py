@@ -56,14 +56,26 @@ class OrtBackend(Backend):
                 f"ONNX Runtime providers {sorted(missing)} are not available here "
                 f"(available: {ort.get_available_providers()}); install onnxruntime-gpu for CUDA/TensorRT"
             )
+        # FP32 means FP32: the CUDA provider computes FP32 matmuls and convolutions in TF32
+        # unless told not to, and an FP32 engine is judged at atol 1e-5.
+        with_options = [(p, {"use_tf32": "0"}) if p == "CUDAExecutionProvider" else p for p in self.providers]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(path), opts, providers=with_options)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
             raise CapsDeployError(
                 f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
                 "the file is corrupt, truncated or not an ONNX model; export it again"
             ) from None
         self.path = path
+        # get_available_providers() lists CUDA even where cuDNN or the CUDA libraries fail to
+        # load; the session then runs on CPU. Refuse that instead of mislabelling it.
+        inactive = [p for p in self.providers if p not in self.session.get_providers()]
+        if inactive:
+            raise UsageError(
+                f"ONNX Runtime could not activate {inactive} (active: {self.session.get_providers()}): "
+                "its CUDA or cuDNN libraries failed to load; install the CUDA and cuDNN versions this "
+                "onnxruntime-gpu build needs, or use --engine ort (CPU)"
+            )
         # On CUDA, bind outputs to device memory: ORT then skips its own staging copies.
         self._iobinding = "CUDAExecutionProvider" in self.session.get_providers()
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)

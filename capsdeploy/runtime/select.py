@@ -63,9 +63,9 @@ def make_backend(engine: str, model: str | None = None, checkpoint: str | None =
         require_tensorrt()
         plan = Path(model)
         if plan.suffix != ".plan":
-            from .trt.build import BuildOptions, build_engine, default_cache_root
+            from .trt.build import BuildOptions, build_engine
 
-            plan = default_cache_root() / "plans" / (plan.stem + ".plan")
-            build_engine(model, plan, BuildOptions())
+            # Built into (or taken from) the engine cache, named by its cache key.
+            plan = Path(build_engine(model, None, BuildOptions())["output"])
         return TrtBackend(plan, **kw)
     raise UsageError(f"unknown engine {engine!r}; choose one of {ENGINES}")

@@ -27,6 +27,8 @@ class TorchBackend(Backend):
         compile: bool = False,
     ):
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            strict_fp32()
         self.model, self.info = load_run(checkpoint, self.device, routing_iters)
         self.with_decoder = with_decoder
         self._forward = torch.compile(self.model) if compile else self.model
@@ -53,3 +55,12 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         self.model = self._forward = None
+
+
+def strict_fp32() -> None:
+    """True FP32 on CUDA: PyTorch lets cuDNN convolutions run in TF32 by default (and matmuls
+    where enabled), while this backend is the FP32 reference every engine is judged against."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False

@@ -105,3 +105,17 @@ def test_warmup_runs_at_the_smallest_batch_the_engine_takes():
 
     Recording().warmup()
     assert seen == [(2, 2)]
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_ort_cuda_that_falls_back_to_cpu_is_refused(tiny_run, tmp_path, monkeypatch):
+    """onnxruntime lists CUDA even where its libraries fail to load, then runs on CPU; the
+    provider list is faked here as such an install reports it."""
+    import onnxruntime as ort
+
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    with pytest.raises(UsageError, match=r"could not activate \['CUDAExecutionProvider'\]"):
+        OrtBackend(tmp_path / "m.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -1,6 +1,7 @@
 """The TensorRT pieces that need no GPU: profiles, cache keys, sidecars, and clear failures."""
 
 import dataclasses
+from pathlib import Path
 
 import onnx
 import pytest
@@ -82,3 +83,133 @@ def test_cli_exits_2_without_tensorrt(dyn_model, tiny_run, tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "TensorRT" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.plan").exists()
+
+
+# --- Caches and sidecars, without a GPU. TensorRT itself is faked only where no GPU work is
+# claimed: the environment probe and the build call; everything checked is capsdeploy's logic.
+
+
+class _FakeEnv:
+    trt = None
+    version = "10.7.0"
+    major = 10
+    gpu_name = "NVIDIA H100"
+    compute_capability = "9.0"
+
+
+@pytest.fixture
+def fake_builds(monkeypatch):
+    """require_tensorrt passes and _build_plan returns bytes naming its inputs; counts builds."""
+    import capsdeploy.runtime.trt.build as build
+
+    calls = []
+
+    def fake_build(env, model, onnx_path, shapes, opts, timing_path, tf32):
+        calls.append({"onnx": str(onnx_path), "timing": timing_path, "tf32": tf32})
+        return f"plan of {onnx_path} tf32={tf32}".encode()
+
+    monkeypatch.setattr(build, "require_tensorrt", lambda: _FakeEnv())
+    monkeypatch.setattr(build, "_build_plan", fake_build)
+    return calls
+
+
+def test_auto_built_plans_are_named_by_cache_key_not_by_file_stem(fake_builds, tiny_run, tmp_path):
+    from capsdeploy.runtime.trt.build import build_engine
+
+    a, b = tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx"
+    export_onnx(tiny_run, a, ExportOptions())
+    export_onnx(tiny_run, b, ExportOptions(input_dtype="uint8"))
+    ra, rb = build_engine(a, None, BuildOptions()), build_engine(b, None, BuildOptions())
+    assert ra["output"] != rb["output"]  # the old code wrote both to plans/model.plan
+    assert ra["output"].endswith(ra["cache_key"] + ".plan") and rb["output"].endswith(
+        rb["cache_key"] + ".plan"
+    )
+    assert str(a) in Path(ra["output"]).read_text() and str(b) in Path(rb["output"]).read_text()
+    again = build_engine(a, None, BuildOptions())
+    assert again["cache_hit"] and len(fake_builds) == 2
+    # FP32 models build with TF32 off, and the sidecar says so; the timing cache is per version and GPU.
+    assert fake_builds[0]["tf32"] is False and ra["sidecar"]["math"] == {"tf32": False}
+    assert fake_builds[0]["timing"].name == "timing-trt10.7.0-sm90.cache"
+
+
+def test_a_crash_between_sidecar_and_plan_never_breaks_later_builds(
+    fake_builds, dyn_model, tmp_path, monkeypatch
+):
+    import capsdeploy.runtime.trt.build as build
+
+    real_write = build.write_bytes_atomic
+
+    def crash(path, data):
+        raise KeyboardInterrupt  # killed after the sidecar, before the plan
+
+    monkeypatch.setattr(build, "write_bytes_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_engine(dyn_model, None, BuildOptions())
+    monkeypatch.setattr(build, "write_bytes_atomic", real_write)
+    r = build.build_engine(dyn_model, None, BuildOptions())  # a sidecar alone is not a cache hit
+    assert not r["cache_hit"] and len(fake_builds) == 2
+    assert build.build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+
+
+def test_a_plan_whose_sidecar_is_missing_or_foreign_is_rebuilt(fake_builds, dyn_model, tmp_path):
+    from capsdeploy.runtime.trt.build import build_engine
+
+    r = build_engine(dyn_model, None, BuildOptions())
+    sidecar = tmp_path / "cache" / "capsdeploy" / "tensorrt" / "engines" / (r["cache_key"] + ".plan.json")
+    assert sidecar.is_file()
+    sidecar.write_text('{"cache_key": "someone else"}')
+    assert not build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+    sidecar.unlink()
+    assert not build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+
+
+def test_tf32_is_part_of_the_cache_key():
+    base = ("a" * 64, "10.7.0", "NVIDIA H100", "9.0", BuildOptions())
+    assert cache_key(*base, tf32=False) != cache_key(*base, tf32=True)
+
+
+class _FakeTimingConfig:
+    """The two IBuilderConfig calls the timing-cache guard makes, with TensorRT's contract:
+    a foreign or corrupt buffer is refused (None, or set_timing_cache returns False)."""
+
+    def __init__(self, accept: bool):
+        self.accept, self.set_with = accept, []
+
+    def create_timing_cache(self, data):
+        if data == b"garbage":
+            return None
+        return ("cache", bytes(data))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert cache is not None, "set_timing_cache(None) is the TypeError the guard must avoid"
+        self.set_with.append(cache)
+        return self.accept or cache[1] == b""
+
+
+@pytest.mark.parametrize("content, accept", [(b"garbage", True), (b"other GPU's cache", False)])
+def test_a_corrupt_or_foreign_timing_cache_falls_back_to_an_empty_one(tmp_path, caplog, content, accept):
+    from capsdeploy.runtime.trt.build import apply_timing_cache
+
+    path = tmp_path / "t.cache"
+    path.write_bytes(content)
+    config = _FakeTimingConfig(accept)
+    apply_timing_cache(config, path)
+    assert config.set_with[-1] == ("cache", b"")
+    assert "timing cache not usable" in caplog.text
+
+
+def test_a_good_timing_cache_is_used_and_a_failed_save_keeps_the_build(tmp_path, caplog):
+    from capsdeploy.runtime.trt.build import apply_timing_cache, save_timing_cache
+
+    path = tmp_path / "t.cache"
+    path.write_bytes(b"tuned")
+    config = _FakeTimingConfig(True)
+    apply_timing_cache(config, path)
+    assert config.set_with == [("cache", b"tuned")] and not caplog.text
+
+    class Broken:
+        def get_timing_cache(self):
+            raise RuntimeError("serialize failed")
+
+    save_timing_cache(Broken(), tmp_path / "t2.cache")  # no exception: the plan is not lost
+    assert "could not save the timing cache" in caplog.text and not (tmp_path / "t2.cache").exists()

@@ -3,13 +3,18 @@
 Precision comes from the ONNX file (FP16 tensors, Q/DQ INT8): networks are
 strongly typed, and no FP16/INT8 builder flag is set (TensorRT 11 removed
 them). Builds are skipped when the engine cache already holds a plan for the
-same ONNX bytes, TensorRT version, GPU and build options.
+same ONNX bytes, TensorRT version, GPU, math mode and build options.
+
+FP32 models build with TF32 off: ``BuilderFlag.TF32`` is on by default and
+strong typing does not clear it, while the FP32 tolerance (1e-5) assumes true
+FP32 math. The sidecar records which math the plan uses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -20,12 +25,12 @@ import onnx
 
 from ...errors import CapsDeployError, UsageError
 from ...export.check import load_onnx
-from ...fileio import atomic_path, write_bytes_atomic, write_json_atomic
-from ...model.checkpoint import sha256_file
+from ...fileio import atomic_path, hash_file, write_bytes_atomic, write_json_atomic
 from ...version import __version__
 from .environment import require_tensorrt
 
 SIDECAR_SUFFIX = ".json"
+log = logging.getLogger("capsdeploy.trt")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class BuildOptions:
     max_batch: int = 256
     workspace_mib: int = 2048
     optimization_level: int = 3  # TensorRT's default; 0..5
-    timing_cache: str | None = None  # default: <cache>/timing.cache
+    timing_cache: str | None = None  # default: <cache>/timing-trt<version>-sm<cc>.cache
     engine_cache_dir: str | None = None  # default: <cache>/engines
     use_engine_cache: bool = True
 
@@ -73,8 +78,24 @@ def profile_shapes(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, tupl
     return shapes
 
 
+def timing_cache_path(root: Path, trt_version: str, compute_capability: str) -> Path:
+    """One timing cache per TensorRT version and GPU architecture: another's file is useless
+    to it (TensorRT refuses it, "The timing cache will not be used!")."""
+    return root / f"timing-trt{trt_version}-sm{compute_capability.replace('.', '')}.cache"
+
+
+def uses_tf32(metadata_props: dict) -> bool:
+    """TF32 only where the model is not FP32 (a file without capsdeploy metadata counts as FP32)."""
+    return metadata_props.get("capsdeploy.precision", "fp32") != "fp32"
+
+
 def cache_key(
-    onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str, opts: BuildOptions
+    onnx_sha256: str,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    opts: BuildOptions,
+    tf32: bool = False,
 ) -> str:
     """Everything that changes the plan; the cache locations themselves do not."""
     relevant = {
@@ -88,6 +109,7 @@ def cache_key(
         "gpu": gpu_name,
         "compute_capability": compute_capability,
         "options": relevant,
+        "tf32": tf32,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -101,6 +123,7 @@ def sidecar_doc(
     shapes: dict,
     metadata_props: dict,
     build_seconds: float | None,
+    tf32: bool = False,
 ) -> dict:
     return {
         "capsdeploy_version": __version__,
@@ -108,46 +131,79 @@ def sidecar_doc(
         "built_from": {"onnx": str(onnx_path), "onnx_sha256": onnx_sha256},
         "built_for": env,
         "options": asdict(opts),
+        "math": {"tf32": tf32},
         "profile": {name: {"min": s[0], "opt": s[1], "max": s[2]} for name, s in shapes.items()},
         "onnx_metadata": metadata_props,
         "build_seconds": build_seconds,
     }
 
 
-def build_engine(onnx_path: str | Path, output: str | Path, opts: BuildOptions) -> dict:
-    onnx_path, output = Path(onnx_path), Path(output)
+def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOptions) -> dict:
+    """Build (or take from the engine cache) the plan for ``onnx_path``.
+
+    ``output`` None: the plan stays in the engine cache, named by its cache key, so two
+    ``model.onnx`` files in different folders never overwrite each other's plan.
+    Every plan's sidecar is written before the plan (each file atomically), so a crash
+    never leaves a plan without its sidecar, and concurrent builders of one key both
+    end with a valid pair."""
+    onnx_path = Path(onnx_path)
     model = load_onnx(onnx_path)  # clear errors for missing/corrupt files, before any GPU work
     shapes = profile_shapes(model, opts)
     env = require_tensorrt()
-    onnx_sha = sha256_file(onnx_path)
+    onnx_sha = hash_file(onnx_path)
+    props = {p.key: p.value for p in model.metadata_props}
+    tf32 = uses_tf32(props)
     built_for = {"tensorrt": env.version, "gpu": env.gpu_name, "compute_capability": env.compute_capability}
-    key = cache_key(onnx_sha, env.version, env.gpu_name, env.compute_capability, opts)
+    key = cache_key(onnx_sha, env.version, env.gpu_name, env.compute_capability, opts, tf32)
     root = default_cache_root()
     cache_dir = Path(opts.engine_cache_dir) if opts.engine_cache_dir else root / "engines"
     cached = cache_dir / f"{key}.plan"
-    props = {p.key: p.value for p in model.metadata_props}
+    if output is None:
+        if not opts.use_engine_cache:
+            raise UsageError("building without an output path needs the engine cache")
+        output = cached
+    output = Path(output)
 
-    if opts.use_engine_cache and cached.is_file():
-        with atomic_path(output) as tmp:
-            shutil.copyfile(cached, tmp)
-        doc = json.loads(cached.with_suffix(".plan" + SIDECAR_SUFFIX).read_text())
-        write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
+    doc = _cached_sidecar(cached, key) if opts.use_engine_cache else None
+    if doc is not None:
+        if output != cached:
+            write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
+            with atomic_path(output) as tmp:
+                shutil.copyfile(cached, tmp)
         return {"output": str(output), "cache_hit": True, "cache_key": key, "sidecar": doc}
 
     t0 = time.perf_counter()
-    plan = _build_plan(env, model, onnx_path, shapes, opts, Path(opts.timing_cache or root / "timing.cache"))
-    doc = sidecar_doc(
-        onnx_path, onnx_sha, key, built_for, opts, shapes, props, round(time.perf_counter() - t0, 2)
+    timing = (
+        Path(opts.timing_cache)
+        if opts.timing_cache
+        else timing_cache_path(root, env.version, env.compute_capability)
     )
-    write_bytes_atomic(output, plan)
-    write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
-    if opts.use_engine_cache:
-        write_bytes_atomic(cached, plan)
-        write_json_atomic(str(cached) + SIDECAR_SUFFIX, doc)
+    plan = _build_plan(env, model, onnx_path, shapes, opts, timing, tf32)
+    doc = sidecar_doc(
+        onnx_path, onnx_sha, key, built_for, opts, shapes, props, round(time.perf_counter() - t0, 2), tf32
+    )
+    targets = [output] + ([cached] if opts.use_engine_cache and output != cached else [])
+    for target in targets:
+        write_json_atomic(str(target) + SIDECAR_SUFFIX, doc)
+        write_bytes_atomic(target, plan)
     return {"output": str(output), "cache_hit": False, "cache_key": key, "sidecar": doc}
 
 
-def _build_plan(env, model, onnx_path: Path, shapes: dict, opts: BuildOptions, timing_path: Path) -> bytes:
+def _cached_sidecar(plan: Path, key: str) -> dict | None:
+    """The sidecar of a complete cache entry, or None (missing, half-written or foreign)."""
+    side = Path(str(plan) + SIDECAR_SUFFIX)
+    if not (plan.is_file() and side.is_file()):
+        return None
+    try:
+        doc = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("cache_key") == key else None
+
+
+def _build_plan(
+    env, model, onnx_path: Path, shapes: dict, opts: BuildOptions, timing_path: Path, tf32: bool
+) -> bytes:
     trt = env.trt
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -164,21 +220,48 @@ def _build_plan(env, model, onnx_path: Path, shapes: dict, opts: BuildOptions, t
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
     config.builder_optimization_level = opts.optimization_level
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default, strong typing or not
     profile = builder.create_optimization_profile()
     for name, (lo, mid, hi) in shapes.items():
         profile.set_shape(name, lo, mid, hi)
     config.add_optimization_profile(profile)
-    timing_bytes = timing_path.read_bytes() if timing_path.is_file() else b""
-    cache = config.create_timing_cache(timing_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    apply_timing_cache(config, timing_path)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise CapsDeployError(
             "TensorRT failed to build the engine; rerun with a larger --workspace or see the log above"
         )
-    write_bytes_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+    save_timing_cache(config, timing_path)
     return bytes(plan)
+
+
+def apply_timing_cache(config, path: Path) -> None:
+    """Load ``path`` into the builder config; a corrupt or foreign file falls back to an empty
+    cache with a warning. As Polygraphy's engine loader does (backend/trt/loader.py): create the
+    cache from the file's bytes, and check the boolean ``set_timing_cache`` returns."""
+    data = path.read_bytes() if path.is_file() else b""
+    if data:
+        try:
+            cache = config.create_timing_cache(data)
+            ok = cache is not None and config.set_timing_cache(cache, ignore_mismatch=False)
+        except Exception:  # the bindings raise on some malformed buffers
+            ok = False
+        if ok:
+            return
+        log.warning(
+            "%s: timing cache not usable (corrupt, or from another TensorRT or GPU); starting empty", path
+        )
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def save_timing_cache(config, path: Path) -> None:
+    """Write the builder's timing cache; a failure here never costs the plan just built."""
+    try:
+        write_bytes_atomic(path, bytes(config.get_timing_cache().serialize()))
+    except Exception as e:
+        log.warning("%s: could not save the timing cache (%s); the engine was built", path, e)
 
 
 def _parser_errors(parser) -> list[str]:
