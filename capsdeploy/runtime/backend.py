@@ -129,6 +129,12 @@ class Backend(ABC):
     def min_batch_size(self) -> int:
         return 1
 
+    @property
+    def math(self) -> str:
+        """The arithmetic FP32 tensors get. CPU engines have no TF32, and the CUDA ones turn it
+        off (torch, ONNX Runtime); a TensorRT plan says what it was built with."""
+        return "FP32 (TF32 off)"
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         checked = check_feeds(self.inputs(), feeds, self.max_batch_size, self.min_batch_size)
         try:

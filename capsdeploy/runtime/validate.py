@@ -29,6 +29,7 @@ class ValidationReport:
     dataset: str
     split: str
     comparison: Comparison
+    math: str = "FP32 (TF32 off)"  # what the candidate's FP32 tensors computed in
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -105,6 +106,7 @@ def validate(
     ref = {k: np.concatenate(v) for k, v in ref_out.items()}
     cand = {k: np.concatenate(v) for k, v in cand_out.items()}
     comparison = compare_outputs(ref, cand, tol, labels=data.labels)
+    math = candidate.math
     candidate.close()
     return ValidationReport(
         engine,
@@ -115,6 +117,7 @@ def validate(
         dataset,
         split,
         comparison,
+        math,
         notes,
     )
 
@@ -139,7 +142,7 @@ def format_validation(report: ValidationReport) -> str:
     t = r["tolerances"]
     tol = "top-1/accuracy only" if t["atol"] is None else f"atol {t['atol']:g}, rtol {t['rtol']:g}"
     lines = [
-        f"{r['engine']} ({r['precision']}, {r['routing_iters']} routing iterations) vs PyTorch on "
+        f"{r['engine']} ({r['precision']}, {r['math']}, {r['routing_iters']} routing iterations) vs PyTorch on "
         f"{r['num_samples']} {r['dataset']}/{r['split']} images; tolerances: {tol}, "
         f"top-1 agreement >= {t['min_top1_agreement']:.2%}, accuracy drop <= {100 * t['max_accuracy_drop']:.2f} pp",
         f"{'output':<16}{'max abs':>11}{'max rel':>11}{'mean abs':>11}{'p99 abs':>11}{'min cos':>11}",

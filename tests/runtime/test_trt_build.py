@@ -213,3 +213,14 @@ def test_a_good_timing_cache_is_used_and_a_failed_save_keeps_the_build(tmp_path,
 
     save_timing_cache(Broken(), tmp_path / "t2.cache")  # no exception: the plan is not lost
     assert "could not save the timing cache" in caplog.text and not (tmp_path / "t2.cache").exists()
+
+
+def test_graph_buckets_are_few_and_cover_the_profile():
+    from capsdeploy.runtime.trt.backend import bucket_for, graph_buckets
+
+    assert graph_buckets(1, 256) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert graph_buckets(3, 100) == [4, 8, 16, 32, 64, 100] and graph_buckets(3, 3) == [3]
+    buckets = graph_buckets(2, 100)
+    for n in range(2, 101):
+        b = bucket_for(n, buckets)
+        assert n <= b <= 100 and (b == 100 or b < 2 * n)  # never more than double the rows

@@ -27,6 +27,9 @@ def test_cuda_training_with_amp_learns_and_saves(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_and_cpu_forward_agree():
+    from capsdeploy.runtime.torch_backend import strict_fp32
+
+    strict_fp32()  # compared against FP32 on the CPU: no TF32 convolutions
     model = CapsNet().eval()
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():

@@ -1,22 +1,67 @@
 """TensorRT backend (TensorRT 10 / 11 Python API): named IO tensors, set_input_shape per
 batch, torch CUDA tensors as device buffers, execute_async_v3 on a non-default stream,
-optional CUDA graph per batch size.
+optional CUDA graphs.
 
-One execution context per instance: for concurrent workers, call ``clone()``,
-which shares the deserialized engine and creates a new context and stream.
+Execution contexts and memory. Each backend (and each ``clone()``, one per batcher
+worker) owns one eager execution context with its own stream. TensorRT gives a context
+``device_memory_size_v2`` bytes of activation memory: the largest any shape of the
+optimization profile needs, so ``--max-batch`` bounds it (reported as
+``activation_bytes``).
+
+CUDA graphs. A graph is tied to the shapes and tensor addresses its context had when
+it was captured (TensorRT developer guide, "CUDA Graphs"), so replaying a batch-1
+graph on a context last set up for batch 7 is wrong. As trtexec does (one graph per
+context), every captured graph gets its own execution context. Batch sizes are
+bucketed to powers of two (plus the profile maximum), padding rows, so a profile of
+1..256 needs at most 9 graphs. The graph contexts are created with
+``USER_MANAGED`` activation memory and share one buffer: they all run on this
+backend's one stream, one at a time. Capture uses ``thread_local`` mode
+(trtexec: ``cudaStreamCaptureModeThreadLocal``), so another worker's allocation
+during a capture does not invalidate it, and no device-wide synchronize or
+``empty_cache`` happens per new bucket. A capture that fails is ended and its
+error cleared, and that bucket runs eagerly from then on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import CapsDeployError, UsageError
+from ...errors import CapsDeployError, InferenceError, UsageError
 from ..backend import Backend, TensorSpec
-from .build import metadata_of_plan
+from .build import metadata_of_plan, read_sidecar
 from .environment import require_tensorrt
+
+log = logging.getLogger("capsdeploy.trt")
+
+
+def graph_buckets(min_batch: int, max_batch: int) -> list[int]:
+    """Powers of two from the first one >= ``min_batch``, up to ``max_batch``, plus ``max_batch``."""
+    buckets, b = [], 1
+    while b < min_batch:
+        b *= 2
+    while b < max_batch:
+        buckets.append(b)
+        b *= 2
+    return [*buckets, max_batch]
+
+
+def bucket_for(n: int, buckets: list[int]) -> int:
+    """The smallest bucket that holds ``n`` rows (callers checked n <= the largest)."""
+    return next(b for b in buckets if b >= n)
+
+
+@dataclass
+class _Graph:
+    context: object
+    graph: object  # torch.cuda.CUDAGraph
+    inputs: dict  # name -> static device tensor [bucket, ...]
+    outputs: dict
 
 
 class TrtBackend(Backend):
@@ -47,17 +92,30 @@ class TrtBackend(Backend):
         self.stream = torch.cuda.Stream()
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.metadata = metadata_of_plan(plan_path)
+        self.tf32 = bool(read_sidecar(plan_path).get("math", {}).get("tf32", False))
         self.cuda_graphs = cuda_graphs
-        self._graphs: dict[int, tuple] = {}  # batch -> (graph, static inputs, static outputs)
-        self._lock = threading.Lock()  # one context: one inference at a time
+        self._graphs: dict[int, _Graph | None] = {}  # bucket -> graph, or None: capture failed
+        self._graph_memory = None  # the activation buffer the graph contexts share
+        self._lock = threading.Lock()  # one stream: one inference at a time
         self._names = [_engine.get_tensor_name(i) for i in range(_engine.num_io_tensors)]
         is_input = lambda n: _engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT  # noqa: E731
         self._inputs = [n for n in self._names if is_input(n)]
         self._outputs = [n for n in self._names if not is_input(n)]
+        self._buckets = graph_buckets(self.min_batch_size, self.max_batch_size)
 
     def clone(self) -> TrtBackend:
-        """A new execution context and stream on the same deserialized engine."""
+        """A new execution context, stream and graph set on the same deserialized engine."""
         return TrtBackend(self.path, self.cuda_graphs, _engine=self.engine)
+
+    @property
+    def math(self) -> str:
+        return "TF32 allowed" if self.tf32 else "FP32 (TF32 off)"
+
+    @property
+    def activation_bytes(self) -> int:
+        """Activation memory of one execution context, set by the profile's largest shapes."""
+        e = self.engine
+        return int(e.device_memory_size_v2 if hasattr(e, "device_memory_size_v2") else e.device_memory_size)
 
     def _profile_batch(self, which: int) -> int:
         # get_tensor_profile_shape(name, profile) -> [min, opt, max] shapes (TensorRT 10/11 API).
@@ -86,21 +144,22 @@ class TrtBackend(Backend):
         np_dtype = np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name)))
         return self._torch.from_numpy(np.zeros(0, np_dtype)).dtype
 
-    def _bind(self, feeds_dev: dict) -> dict:
+    def _bind(self, context, feeds_dev: dict) -> dict:
+        """Set shapes and addresses on ``context``; return fresh output tensors bound to it."""
         for name, t in feeds_dev.items():
-            if not self.context.set_input_shape(name, tuple(t.shape)):
+            if not context.set_input_shape(name, tuple(t.shape)):
                 raise UsageError(f"input {name} shape {tuple(t.shape)} is outside the engine's profile")
-            self.context.set_tensor_address(name, t.data_ptr())
+            context.set_tensor_address(name, t.data_ptr())
         outs = {}
         for name in self._outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
+            shape = tuple(context.get_tensor_shape(name))
             outs[name] = self._torch.empty(shape, dtype=self._torch_dtype(name), device=self.device)
-            self.context.set_tensor_address(name, outs[name].data_ptr())
+            context.set_tensor_address(name, outs[name].data_ptr())
         return outs
 
-    def _run(self) -> None:
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise CapsDeployError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+    def _run(self, context) -> None:
+        if not context.execute_async_v3(self.stream.cuda_stream):
+            raise InferenceError("TensorRT execute_async_v3 failed; see the TensorRT log above")
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
@@ -110,41 +169,80 @@ class TrtBackend(Backend):
                 n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, non_blocking=True)
                 for n in self._inputs
             }
-            batch = next(iter(dev.values())).shape[0]
-            if self.cuda_graphs:
-                outs = self._infer_graph(batch, dev)
+            n = next(iter(dev.values())).shape[0]
+            entry = self._graph(bucket_for(n, self._buckets)) if self.cuda_graphs else None
+            if entry is None:
+                outs = self._bind(self.context, dev)
+                self._run(self.context)
             else:
-                outs = self._bind(dev)
-                self._run()
-            host = {n: t.to("cpu", non_blocking=True) for n, t in outs.items()}
-            self.stream.synchronize()
-        return {n: t.numpy() for n, t in host.items()}
+                for name, t in dev.items():
+                    entry.inputs[name][:n].copy_(t)
+                entry.graph.replay()
+                outs = {name: t[:n] for name, t in entry.outputs.items()}
+            host = {name: t.to("cpu", non_blocking=True) for name, t in outs.items()}
+            self.stream.synchronize()  # this stream only
+        return {name: t.numpy() for name, t in host.items()}
 
-    def _infer_graph(self, batch: int, dev: dict) -> dict:
-        torch = self._torch
-        entry = self._graphs.get(batch)
-        if entry is None:
-            static_in = {n: t.clone() for n, t in dev.items()}
-            static_out = self._bind(static_in)
-            self._run()  # TensorRT needs one run before capture (shape-dependent setup)
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, stream=self.stream):
-                    self._run()
-            except Exception:
-                # Some engines cannot be captured; fall back to eager for good.
-                self.cuda_graphs = False
-                outs = self._bind(dev)
-                self._run()
-                return outs
-            entry = self._graphs[batch] = (graph, static_in, static_out)
-        graph, static_in, static_out = entry
-        for n, t in dev.items():
-            static_in[n].copy_(t)
-        graph.replay()
-        return {n: t.clone() for n, t in static_out.items()}
+    def _graph(self, bucket: int) -> _Graph | None:
+        if bucket not in self._graphs:
+            self._graphs[bucket] = self._capture(bucket)
+        return self._graphs[bucket]
+
+    def _shared_graph_memory(self):
+        if self._graph_memory is None:
+            self._graph_memory = self._torch.empty(
+                max(self.activation_bytes, 1), dtype=self._torch.uint8, device=self.device
+            )
+        return self._graph_memory
+
+    def _capture(self, bucket: int) -> _Graph | None:
+        torch, trt = self._torch, self._trt
+        context = self.engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        memory = self._shared_graph_memory()
+        if hasattr(context, "set_device_memory"):  # TensorRT >= 10.1: address and size
+            context.set_device_memory(memory.data_ptr(), memory.numel())
+        else:
+            context.device_memory = memory.data_ptr()
+        static_in = {
+            s.name: torch.zeros((bucket, *s.shape[1:]), dtype=self._torch_dtype(s.name), device=self.device)
+            for s in self.inputs()
+        }
+        static_out = self._bind(context, static_in)
+        self._run(context)  # one enqueue before capture: TensorRT's shape-dependent setup
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        capturing = False
+        try:
+            graph.capture_begin(capture_error_mode="thread_local")
+            capturing = True
+            self._run(context)
+            graph.capture_end()
+            capturing = False
+        except Exception as e:
+            if capturing:  # end the capture so the stream is usable again
+                with contextlib.suppress(Exception):
+                    graph.capture_end()
+            _clear_cuda_error()
+            log.warning(
+                "CUDA graph capture for batch %d failed (%s); that batch size runs eagerly", bucket, e
+            )
+            return None
+        return _Graph(context, graph, static_in, static_out)
 
     def close(self) -> None:
         self._graphs.clear()
+        self._graph_memory = None
         self.context = None
+
+
+def _clear_cuda_error() -> None:
+    """Reset the CUDA runtime's last error after a failed capture (trtexec calls
+    cudaGetLastError). Best effort: cuda-python is optional."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            return
+    cudart.cudaGetLastError()
