@@ -85,6 +85,12 @@ from .common import handle_errors
     help="trt: timing cache file (default: one per TensorRT version and GPU architecture in the cache dir).",
 )
 @click.option("--no-engine-cache", is_flag=True, help="trt: always rebuild.")
+@click.option(
+    "--trt-version",
+    default="10",
+    show_default=True,
+    help="TensorRT version the compatibility check follows (10 = 10.0, the strictest; 10.12, 11.5, ...).",
+)
 @click.option("--strict-trt", is_flag=True, help="Fail when the TensorRT compatibility check finds errors.")
 @click.option("--json", "json_dest", metavar="PATH", help="Write the export report as JSON; '-' for stdout.")
 @handle_errors

@@ -27,7 +27,7 @@ from .deploy_module import DeployModule
 from .metadata import write_metadata
 from .precision import INT8_OPS, to_int8
 from .summary import summarize
-from .trt_compat import check_tensorrt_compat
+from .trt_compat import TrtVersion, check_tensorrt_compat
 
 DEFAULT_OPSET = 18  # inside TensorRT 10's parser range (9..20); ONNX Runtime runs it
 MIN_OPSET = 17
@@ -112,6 +112,7 @@ def _validate_options(opts: ExportOptions) -> None:
         raise UsageError(f"--opset {opts.opset}: choose {MIN_OPSET}..25 (TensorRT 10 parses up to 20)")
     if opts.batch is not None and opts.batch < 1:
         raise UsageError("--batch must be >= 1")
+    TrtVersion.parse(opts.trt_version)  # a bad --trt-version fails before any export work
 
 
 def _torch_export(deploy: DeployModule, cfg, opts: ExportOptions) -> onnx.ModelProto:

@@ -224,3 +224,25 @@ def test_graph_buckets_are_few_and_cover_the_profile():
     for n in range(2, 101):
         b = bucket_for(n, buckets)
         assert n <= b <= 100 and (b == 100 or b < 2 * n)  # never more than double the rows
+
+
+def test_two_builders_of_one_key_at_once_both_end_with_a_valid_pair(fake_builds, dyn_model):
+    import json
+    import threading
+
+    from capsdeploy.runtime.trt.build import build_engine
+
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(build_engine(dyn_model, None, BuildOptions())))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and len({r["output"] for r in results}) == 1
+    plan = Path(results[0]["output"])
+    assert plan.read_bytes().startswith(b"plan of ")
+    assert json.loads(Path(str(plan) + ".json").read_text())["cache_key"] == results[0]["cache_key"]
+    assert not [p for p in plan.parent.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers
