@@ -19,11 +19,11 @@ from .common import data_options, handle_errors, parse_json_option
     "--epochs", type=click.IntRange(1), help="Epochs in all (default 10; with --resume: extend to N)."
 )
 @click.option(
-    "--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Per process under torchrun."
+    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Per process under torchrun."
 )
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option(
-    "--lr-decay", type=float, default=0.9, show_default=True, help="Learning rate factor per epoch."
+    "--lr-decay", type=float, default=0.8, show_default=True, help="Learning rate factor per epoch."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

@@ -14,9 +14,11 @@ class TrainOptions:
     train_split: str | None = None  # None: the dataset's default ("train")
     test_split: str | None = None  # None: the dataset's default ("t10k")
     epochs: int = 10
-    batch_size: int = 32  # per process under torchrun; 10k images: more updates per epoch
+    # Tuned on the 10-epoch real-digit run (README, Results): with a 10% hold-out, batch 16 and
+    # a 0.8 decay beat 32 / 0.9 at every epoch (delivered 98.95% vs 98.71% on t10k).
+    batch_size: int = 16  # per process under torchrun
     lr: float = 1e-3
-    lr_decay: float = 0.9  # multiplied into the learning rate after each epoch
+    lr_decay: float = 0.8  # multiplied into the learning rate after each epoch
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # only used on CUDA
