@@ -43,19 +43,6 @@ class OrtBackend(Backend):
         if not path.is_file():
             raise UsageError(f"{path}: no such ONNX file; create one with `capsdeploy export`")
         opts = ort.SessionOptions()
-        self.int8_kernels_refused = (
-            optimization in ("extended", "all")
-            and not (providers and "CUDAExecutionProvider" in providers)
-            and _is_int8(path)
-            and not cpu_has_vnni()
-        )
-        if self.int8_kernels_refused:
-            # ORT fuses Q/DQ pairs into integer kernels at "extended"; on x86 without VNNI those
-            # multiply u8 x s8 with VPMADDUBSW, whose int16 sums saturate (ONNX Runtime's
-            # quantization docs). Measured here: top-1 agreement 96.2% fused vs 100% unfused on
-            # real digits. "basic" keeps the Q/DQ nodes, computing the same quantized values
-            # exactly in float.
-            optimization = "basic"
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
         opts.log_severity_level = 3
         if threads:
@@ -72,13 +59,23 @@ class OrtBackend(Backend):
         # FP32 means FP32: the CUDA provider computes FP32 matmuls and convolutions in TF32
         # unless told not to, and an FP32 engine is judged at atol 1e-5.
         with_options = [(p, {"use_tf32": "0"}) if p == "CUDAExecutionProvider" else p for p in self.providers]
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=with_options)
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            raise CapsDeployError(
-                f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
-                "the file is corrupt, truncated or not an ONNX model; export it again"
-            ) from None
+        self.session = _open(ort, path, opts, with_options)
+        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
+        self.int8_kernels_refused = (
+            optimization in ("extended", "all")
+            and "CUDAExecutionProvider" not in self.providers
+            and self.metadata is not None
+            and self.metadata.precision == "int8"
+            and not cpu_has_vnni()
+        )
+        if self.int8_kernels_refused:
+            # ORT fuses Q/DQ pairs into integer kernels at "extended"; on x86 without VNNI those
+            # multiply u8 x s8 with VPMADDUBSW, whose int16 sums saturate (ONNX Runtime's
+            # quantization docs). Measured here: top-1 agreement 96.2% fused vs 100% unfused on
+            # real digits. "basic" keeps the Q/DQ nodes, computing the same quantized values
+            # exactly in float. Only this rare case opens the file twice.
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            self.session = _open(ort, path, opts, with_options)
         self.path = path
         # get_available_providers() lists CUDA even where cuDNN or the CUDA libraries fail to
         # load; the session then runs on CPU. Refuse that instead of mislabelling it.
@@ -91,7 +88,6 @@ class OrtBackend(Backend):
             )
         # On CUDA, bind outputs to device memory: ORT then skips its own staging copies.
         self._iobinding = "CUDAExecutionProvider" in self.session.get_providers()
-        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
 
         self._inputs = [_spec(i) for i in self.session.get_inputs()]
         self._outputs = [_spec(o) for o in self.session.get_outputs()]
@@ -144,15 +140,14 @@ def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     return bool({"avx512_vnni", "avx_vnni"} & set(flags))
 
 
-def _is_int8(path: Path) -> bool:
-    """A capsdeploy INT8 export (its metadata says so); read without loading the weights."""
-    import onnx
-
+def _open(ort, path: Path, opts, providers):
     try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception:  # ORT reports unreadable files itself
-        return False
-    return any(p.key == "capsdeploy.precision" and p.value == "int8" for p in model.metadata_props)
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+        raise CapsDeployError(
+            f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+            "the file is corrupt, truncated or not an ONNX model; export it again"
+        ) from None
 
 
 def _spec(arg) -> TensorSpec:
