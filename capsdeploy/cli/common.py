@@ -63,3 +63,78 @@ def parse_json_option(value: str | None, flag: str) -> dict:
     if not isinstance(obj, dict):
         raise UsageError(f"{flag}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _sizes(ctx, param, value):
+    try:
+        return tuple(int(v) for v in value.replace(",", " ").split()) if value else ()
+    except ValueError:
+        raise click.BadParameter("a list of integers, e.g. 8,16,32") from None
+
+
+def batching_options(prefix: str = ""):
+    """Triton's scheduling knobs (config.pbtxt): export writes them, serve --model uses them."""
+
+    def decorate(fn):
+        options = [
+            click.option(
+                "--max-batch-size",
+                type=click.IntRange(1),
+                default=64,
+                show_default=True,
+                help=prefix + "largest batch the scheduler forms (and the most rows one request may send).",
+            ),
+            click.option(
+                "--instances",
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help=prefix + "model instances (batcher workers, each on its own engine handle).",
+            ),
+            click.option(
+                "--max-queue-delay-us",
+                type=click.IntRange(0),
+                default=500,
+                show_default=True,
+                help=prefix + "how long a request may wait for a batch to fill.",
+            ),
+            click.option(
+                "--preferred-batch-sizes",
+                callback=_sizes,
+                metavar="N,N,...",
+                help=prefix + "batch sizes the scheduler cuts at when it can.",
+            ),
+            click.option(
+                "--max-queue-size",
+                type=click.IntRange(0),
+                default=1024,
+                show_default=True,
+                help=prefix + "queued requests before new ones are refused with 503; 0: unbounded.",
+            ),
+            click.option(
+                "--default-timeout-us",
+                type=click.IntRange(0),
+                default=30_000_000,
+                show_default=True,
+                help=prefix + "queue timeout of a request that names none.",
+            ),
+        ]
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return decorate
+
+
+def batching_from(kw: dict):
+    """Pop the batching options out of a command's kwargs into BatchingOptions."""
+    from ..repository import BatchingOptions
+
+    return BatchingOptions(
+        max_batch_size=kw.pop("max_batch_size"),
+        instances=kw.pop("instances"),
+        max_queue_delay_us=kw.pop("max_queue_delay_us"),
+        preferred_batch_sizes=kw.pop("preferred_batch_sizes"),
+        max_queue_size=kw.pop("max_queue_size"),
+        default_timeout_us=kw.pop("default_timeout_us"),
+    )

@@ -2,7 +2,20 @@ from __future__ import annotations
 
 import click
 
-from .common import handle_errors
+from .common import batching_from, batching_options, handle_errors
+
+
+def optgroup_triton(f):
+    """--format triton: the platform, Triton's scheduling knobs (written into config.pbtxt)."""
+    f = click.option("--overwrite", is_flag=True, help="triton: replace an existing repository.")(f)
+    f = batching_options("triton: ")(f)
+    return click.option(
+        "--platform",
+        type=click.Choice(["onnx", "trt"]),
+        default="onnx",
+        show_default=True,
+        help="triton: onnxruntime_onnx (model.onnx) or tensorrt_plan (model.plan, needs TensorRT).",
+    )(f)
 
 
 @click.command("export")
@@ -13,13 +26,15 @@ from .common import handle_errors
     type=click.Path(dir_okay=False),
     help="--format trt: build from this ONNX file instead of exporting the checkpoint first.",
 )
-@click.option("--format", "fmt", type=click.Choice(["onnx", "trt"]), default="onnx", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "trt", "triton"]), default="onnx", show_default=True
+)
 @click.option(
     "--output",
     "-o",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Where to write model.onnx (model.plan with --format trt).",
+    type=click.Path(),
+    help="Where to write model.onnx (model.plan with --format trt; a repository directory with --format triton).",
 )
 @click.option(
     "--routing-iters", type=click.IntRange(1), help="Unroll routing to N iterations (default: as trained)."
@@ -92,6 +107,7 @@ from .common import handle_errors
     help="TensorRT version the compatibility check follows (10 = 10.0, the strictest; 10.12, 11.5, ...).",
 )
 @click.option("--strict-trt", is_flag=True, help="Fail when the TensorRT compatibility check finds errors.")
+@optgroup_triton
 @click.option("--json", "json_dest", metavar="PATH", help="Write the export report as JSON; '-' for stdout.")
 @handle_errors
 def export_cmd(
@@ -110,6 +126,8 @@ def export_cmd(
     optimization_level,
     timing_cache,
     no_engine_cache,
+    platform,
+    overwrite,
     **kw,
 ):
     """Export a trained run to ONNX (routing unrolled), or build a TensorRT plan.
@@ -126,6 +144,13 @@ def export_cmd(
     or from a fresh export of --checkpoint, with an optimization profile over the batch
     (--min/--opt/--max-batch), a timing cache, and an engine cache keyed by the ONNX
     sha256, TensorRT version, GPU and options; a JSON sidecar says what it was built from.
+
+    \b
+    --format triton writes a Triton model repository that `capsdeploy serve` and NVIDIA
+    Triton both serve unchanged: OUTPUT/capsnet (image -> scores, poses) and
+    OUTPUT/capsnet_decoder (masked poses -> reconstruction), each with a config.pbtxt
+    (batching, queue policy, instances) validated against Triton's ModelConfig schema.
+      capsdeploy export --format triton --checkpoint runs/mnist --output repo
     """
     from ..errors import CapsDeployError, UsageError
     from ..export import ExportOptions, export_onnx
@@ -133,9 +158,37 @@ def export_cmd(
     from ..export.trt_compat import has_errors
     from ..fileio import write_json_report
 
+    batching = batching_from(kw)  # only --format triton uses them
     opts = ExportOptions(
         io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
     )
+    if fmt == "triton":
+        from ..export.triton_repo import describe, export_triton
+
+        if not checkpoint:
+            raise UsageError("--format triton needs --checkpoint DIR")
+        builder = None
+        if platform == "trt":
+            from ..runtime.trt.build import BuildOptions, repository_plan_builder
+            from ..runtime.trt.environment import require_tensorrt
+
+            require_tensorrt()  # before any export work
+            builder = repository_plan_builder(
+                BuildOptions(
+                    workspace_mib=workspace_mib,
+                    optimization_level=optimization_level,
+                    timing_cache=timing_cache,
+                    use_engine_cache=not no_engine_cache,
+                )
+            )
+        report = export_triton(checkpoint, output, opts, batching, platform, builder, overwrite)
+        if json_dest:
+            write_json_report(json_dest, report)
+        if json_dest != "-":
+            for w in report["warnings"]:
+                click.echo(f"warning: {w}", err=True)
+            click.echo(describe(report))
+        return
     if fmt == "trt":
         from ..runtime.trt.build import BuildOptions, export_plan
 

@@ -124,6 +124,11 @@ def _torch_export(deploy: DeployModule, cfg, opts: ExportOptions) -> onnx.ModelP
         example = torch.rand(shape, dtype=torch.float16 if opts.io_dtype == "float16" else torch.float32)
     names = list(OUTPUT_NAMES if opts.with_decoder else OUTPUT_NAMES[:2])
     dynamic = None if opts.batch else {"image": {0: torch.export.Dim("batch", min=1, max=65536)}}
+    return quiet_export(deploy, example, [INPUT_NAME], names, dynamic, opts.opset)
+
+
+def quiet_export(module, example, input_names, output_names, dynamic, opset: int) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo) of ``module`` on one example input, without its chatter."""
     # The exporter narrates to stdout, warns and logs freely; keep our output clean.
     torch_log = logging.getLogger("torch.onnx")
     level = torch_log.level
@@ -132,13 +137,13 @@ def _torch_export(deploy: DeployModule, cfg, opts: ExportOptions) -> onnx.ModelP
         torch_log.setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(
-                deploy,
+                module,
                 (example,),
                 dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=names,
+                input_names=input_names,
+                output_names=output_names,
                 dynamic_shapes=dynamic,
-                opset_version=opts.opset,
+                opset_version=opset,
                 # The exporter's optimizer (onnxscript 0.7) drops `x + 1e-8` as if it
                 # added zero, removing squash's epsilon and breaking parity for short
                 # capsules; onnxslim simplifies without that rewrite.

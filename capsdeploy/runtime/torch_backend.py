@@ -64,3 +64,33 @@ def strict_fp32() -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+class TorchDecoderBackend(Backend):
+    """The checkpoint's decoder alone: masked ``poses`` [N, classes, D] -> ``reconstruction``,
+    the same contract as the exported ``capsnet_decoder`` model."""
+
+    name = "torch"
+
+    def __init__(self, checkpoint, device: str = "cpu"):
+        self.device = torch.device(device)
+        model, info = load_run(checkpoint, self.device)
+        self.net = model.decoder.net
+        cfg = model.config
+        self._input = TensorSpec("poses", "float32", (None, cfg.num_classes, cfg.digit_dim))
+        self._output = TensorSpec("reconstruction", "float32", (None, cfg.input_numel))
+        self.metadata = ModelMetadata.for_run(info, cfg.routing_iters, "fp32", "float32", True)
+
+    def inputs(self) -> list[TensorSpec]:
+        return [self._input]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [self._output]
+
+    @torch.inference_mode()
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feeds["poses"])).to(self.device)
+        return {"reconstruction": self.net(x.flatten(1)).float().cpu().numpy()}
+
+    def close(self) -> None:
+        self.net = None

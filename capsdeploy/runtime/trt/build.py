@@ -12,6 +12,7 @@ FP32 math. The sidecar records which math the plan uses.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -312,3 +313,16 @@ def export_plan(
         onnx_path = Path(tmp) / (Path(output).stem + ".onnx")
         export_onnx(checkpoint, onnx_path, export_options or ExportOptions())
         return build_engine(onnx_path, output, build)
+
+
+def repository_plan_builder(base: BuildOptions):
+    """A plan builder for `export --format triton --platform trt`: each model's profile
+    covers 1..max_batch_size, the batch sizes its config lets the scheduler form."""
+
+    def build(onnx_path: Path, plan_path: Path, batching) -> dict:
+        top = batching.max_batch_size
+        preferred = max(batching.preferred_batch_sizes, default=max(1, top // 2))
+        opts = dataclasses.replace(base, min_batch=1, opt_batch=min(preferred, top), max_batch=top)
+        return build_engine(onnx_path, plan_path, opts)
+
+    return build

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import click
+
+from .common import batching_from, batching_options, handle_errors
+
+
+@click.command("serve")
+@click.argument("repository", required=False, type=click.Path())
+@click.option(
+    "--model",
+    type=click.Path(),
+    help="Serve one model instead of a repository: a run directory (capsnet + decoder), a .onnx or a .plan.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "trt", "ort", "ort-cuda", "torch", "torch-cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: TensorRT where it and a GPU are present, else ONNX Runtime (CUDA, then CPU).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(0.001),
+    default=64.0,
+    show_default=True,
+    help="Largest request body.",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM: seconds accepted requests get to finish.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@batching_options("--model only: ")
+@handle_errors
+def serve_cmd(repository, model, engine, host, port, max_body_mb, grace_s, log_level, **kw):
+    """Serve a Triton model repository over the KServe V2 / Triton HTTP protocol.
+
+    \b
+    Every model in REPOSITORY is loaded, batched and scheduled by its own config.pbtxt
+    (max_batch_size, dynamic_batching, queue policy, instance_group), as Triton does;
+    tritonclient and perf_analyzer work against it unchanged.
+      capsdeploy export --format triton --checkpoint runs/mnist --output repo
+      capsdeploy serve repo --port 8000
+    Open http://127.0.0.1:8000/ to draw a digit and steer its capsule.
+
+    \b
+    Endpoints: /v2/health/{live,ready}, /v2, /v2/models/{m}[/versions/{v}]
+    [/ready|/config|/stats|/infer], /v1/predict (PNG/JPEG upload), /metrics (Prometheus).
+    SIGTERM: readiness off, accepted requests finish within --grace, exit 0.
+    """
+    import logging
+
+    from ..errors import UsageError
+    from ..serve.app import ServerState
+    from ..serve.models import load_model_path, load_repository
+    from ..serve.server import run
+
+    if bool(repository) == bool(model):
+        raise UsageError("give a REPOSITORY or --model PATH (one of them)")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    batching = batching_from(kw)
+    batching.check()
+    state = ServerState({}, max_body_bytes=int(max_body_mb * (1 << 20)))
+    tmp = None
+    if repository:
+        models = load_repository(repository, engine, on_batch=state.observe_batch)
+    else:
+        models, tmp = load_model_path(model, engine, batching, on_batch=state.observe_batch)
+    state.models.update(models)
+    try:
+        for m in models.values():
+            m.backend.warmup()  # the first request should not pay for lazy initialization
+        run(state, host, port, grace_s, log_level)
+    finally:
+        for m in models.values():
+            m.close(drain_s=0)
+        if tmp is not None:
+            tmp.cleanup()

@@ -1,0 +1,152 @@
+"""checkpoint -> a Triton model repository: ``capsnet`` and ``capsnet_decoder``.
+
+Everything is written into a temporary directory beside the target, validated (protobuf
+parse plus the semantic checks), then renamed into place: a failed export leaves nothing
+half-written. TensorRT plans come from a builder the caller passes in (the CLI passes the
+runtime's engine builder), so export never imports the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from ..errors import UsageError
+from ..repository import CAPSNET, DECODER, BatchingOptions, model_config, render_config
+from ..repository.config import PLATFORMS, ModelDecl, TensorDecl
+from ..repository.layout import find_models
+from .decoder_export import export_decoder
+from .onnx_export import ExportOptions, export_onnx
+
+# (onnx_path, plan_path, batching) -> report; builds a plan whose profile covers 1..max_batch_size.
+PlanBuilder = Callable[[Path, Path, BatchingOptions], dict]
+
+
+def export_triton(
+    checkpoint: str | Path,
+    repo: str | Path,
+    opts: ExportOptions,
+    batching: BatchingOptions,
+    platform: str = "onnx",
+    build_plan: PlanBuilder | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write ``repo``; return a report naming every file written."""
+    batching.check()
+    if platform not in PLATFORMS:
+        raise UsageError(f"--platform must be one of {sorted(PLATFORMS)}")
+    if platform == "trt" and build_plan is None:
+        raise UsageError("--platform trt needs TensorRT to build plans")
+    if opts.batch is not None:
+        raise UsageError("a Triton repository needs a dynamic batch; drop --batch")
+    repo = Path(repo)
+    if repo.exists() and (not repo.is_dir() or any(repo.iterdir())) and not overwrite:
+        raise UsageError(f"{repo} exists and is not empty; pass --overwrite to replace it")
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
+    try:
+        report = _write(staging, checkpoint, opts, batching, platform, build_plan)
+        find_models(staging)  # parse every config and check it against its model file
+        _swap_into_place(staging, repo)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report["repository"] = str(repo)
+    report["models"] = {
+        name: {**m, "files": [str(repo / f) for f in m["files"]]} for name, m in report["models"].items()
+    }
+    return report
+
+
+def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
+    caps_onnx = staging / CAPSNET / "1" / "model.onnx"
+    caps_onnx.parent.mkdir(parents=True)
+    main = export_onnx(checkpoint, caps_onnx, replace(opts, batch=None))
+    dec_onnx = staging / DECODER / "1" / "model.onnx"
+    dec_onnx.parent.mkdir(parents=True)
+    export_decoder(checkpoint, dec_onnx, opts.opset)
+
+    meta = onnx.load(str(caps_onnx), load_external_data=False)
+    props = {p.key: p.value for p in meta.metadata_props}
+    # For clients (the page among them) that send FP32 and must normalize themselves, and
+    # for labels; Triton's backends ignore parameters they do not know.
+    parameters = {
+        "capsdeploy.normalization": props.get("capsdeploy.normalization", "{}"),
+        "capsdeploy.class_names": props.get("capsdeploy.class_names", "[]"),
+        "capsdeploy.precision": opts.precision,
+    }
+    models = {}
+    for name, onnx_path in ((CAPSNET, caps_onnx), (DECODER, dec_onnx)):
+        decl = _declare(name, onnx_path, PLATFORMS[platform], parameters)
+        files = [onnx_path]
+        if platform == "trt":
+            plan = onnx_path.with_name("model.plan")
+            build_plan(onnx_path, plan, batching)
+            onnx_path.unlink()
+            files = sorted(p for p in plan.parent.iterdir() if p.name.startswith("model.plan"))
+        cfg_path = staging / name / "config.pbtxt"
+        cfg_path.write_text(render_config(model_config(decl, batching)))
+        models[name] = {
+            "platform": decl.platform,
+            "inputs": {t.name: [t.dtype, list(t.dims)] for t in decl.inputs},
+            "outputs": {t.name: [t.dtype, list(t.dims)] for t in decl.outputs},
+            "files": [str(p.relative_to(staging)) for p in [cfg_path, *files]],
+        }
+    return {
+        "checkpoint": str(checkpoint),
+        "precision": opts.precision,
+        "routing_iters": main["routing_iters"],
+        "batching": batching.__dict__,
+        "models": models,
+        "warnings": main["warnings"],
+        "tensorrt_findings": main["tensorrt_findings"],
+    }
+
+
+def _declare(name: str, path: Path, platform: str, parameters: dict) -> ModelDecl:
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def tensors(values):
+        out = []
+        for v in values:
+            tt = v.type.tensor_type
+            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)[1:]
+            out.append(TensorDecl(v.name, helper.tensor_dtype_to_np_dtype(tt.elem_type).name, dims))
+        return out
+
+    params = dict(parameters)
+    if name == DECODER:
+        params["capsdeploy.part"] = "decoder"
+    return ModelDecl(name, platform, tensors(graph.input), tensors(graph.output), params)
+
+
+def _swap_into_place(staging: Path, repo: Path) -> None:
+    old = None
+    if repo.exists():
+        old = repo.with_name(f".{repo.name}.old-{os.getpid()}")
+        os.replace(repo, old)
+    os.replace(staging, repo)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def describe(report: dict) -> str:
+    """A short human summary of an export report."""
+    lines = [f"wrote Triton model repository {report['repository']} ({report['precision']})"]
+    for name, m in report["models"].items():
+        ins = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["inputs"].items())
+        outs = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["outputs"].items())
+        lines.append(f"  {name} ({m['platform']}): {ins} -> {outs}")
+    b = report["batching"]
+    lines.append(
+        f"  batching: max {b['max_batch_size']}, queue delay {b['max_queue_delay_us']} us, "
+        f"preferred {list(b['preferred_batch_sizes']) or 'none'}, {b['instances']} instance(s)"
+    )
+    lines.append(f"serve it: capsdeploy serve {report['repository']}")
+    return "\n".join(lines)

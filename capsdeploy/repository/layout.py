@@ -1,0 +1,134 @@
+"""Finding models in a repository and checking what protobuf cannot: that the config
+agrees with its directory and with the model file it describes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from .config import MODEL_FILES, parse_config
+from .dtypes import np_type_of_config
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    directory: Path
+    config: object  # ModelConfig
+    version: str
+    model_file: Path
+
+
+def find_models(repo: str | Path) -> list[ModelEntry]:
+    """Every model directory (one holding config.pbtxt) of ``repo``, validated; its latest
+    version is the one served (Triton's default version policy)."""
+    root = Path(repo)
+    if not root.is_dir():
+        raise UsageError(
+            f"{root}: no such model repository; create one with `capsdeploy export --format triton`"
+        )
+    entries = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        cfg_path = d / "config.pbtxt"
+        if not cfg_path.is_file():
+            continue
+        cfg = parse_config(cfg_path.read_text(), str(cfg_path))
+        entry = _entry(d, cfg)
+        problems = validate_model_dir(entry)
+        if problems:
+            raise UsageError(f"{cfg_path}: " + "; ".join(problems))
+        entries.append(entry)
+    if not entries:
+        raise UsageError(
+            f"{root}: no model directories (REPO/<model>/config.pbtxt); "
+            "create one with `capsdeploy export --format triton`"
+        )
+    return entries
+
+
+def _entry(d: Path, cfg) -> ModelEntry:
+    filename = cfg.default_model_filename or MODEL_FILES.get(cfg.platform)
+    if filename is None:
+        raise UsageError(
+            f"{d}/config.pbtxt: platform {cfg.platform!r} is not served here "
+            f"(supported: {', '.join(MODEL_FILES)})"
+        )
+    versions = sorted((int(v.name) for v in d.iterdir() if v.is_dir() and v.name.isdigit()), reverse=True)
+    for v in versions:
+        if (d / str(v) / filename).is_file():
+            return ModelEntry(d.name, d, cfg, str(v), d / str(v) / filename)
+    raise UsageError(f"{d}: no version directory holds {filename} (expected {d}/1/{filename})")
+
+
+def validate_model_dir(entry: ModelEntry) -> list[str]:
+    """Problems with ``entry`` that parsing cannot see; empty when it is consistent."""
+    cfg = entry.config
+    problems = []
+    if cfg.name and cfg.name != entry.name:
+        problems.append(f"name {cfg.name!r} differs from its directory {entry.name!r} (Triton refuses it)")
+    if cfg.max_batch_size < 0:
+        problems.append("max_batch_size is negative")
+    db = cfg.dynamic_batching
+    if cfg.HasField("dynamic_batching"):
+        if cfg.max_batch_size == 0:
+            problems.append("dynamic_batching needs max_batch_size > 0")
+        bad = [b for b in db.preferred_batch_size if not 1 <= b <= cfg.max_batch_size]
+        if bad:
+            problems.append(f"preferred_batch_size {bad} outside 1..max_batch_size ({cfg.max_batch_size})")
+    for g in cfg.instance_group:
+        if g.count < 1:
+            problems.append(f"instance_group count {g.count} must be >= 1")
+    if not cfg.input or not cfg.output:
+        problems.append("inputs and outputs must be declared")
+    for t in [*cfg.input, *cfg.output]:
+        try:
+            np_type_of_config(_type_name(t.data_type))
+        except ValueError as e:
+            problems.append(f"{t.name}: {e}")
+    if entry.model_file.suffix == ".onnx" and not problems:
+        problems += _against_onnx(cfg, entry.model_file)
+    return problems
+
+
+def _type_name(value: int) -> str:
+    from .config import pb2
+
+    return pb2().DataType.Name(value)
+
+
+def _against_onnx(cfg, path: Path) -> list[str]:
+    """Names, types and dims of the config against the ONNX graph's inputs and outputs."""
+    import onnx
+    from onnx import helper
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:  # a truncated or foreign file
+        return [f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e)[:200]})"]
+    problems = []
+    for kind, declared, actual in (("input", cfg.input, graph.input), ("output", cfg.output, graph.output)):
+        by_name = {v.name: v for v in actual}
+        for t in declared:
+            v = by_name.get(t.name)
+            if v is None:
+                problems.append(f"{kind} {t.name!r} is not in {path.name} (it has {sorted(by_name)})")
+                continue
+            tt = v.type.tensor_type
+            onnx_np = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+            cfg_np = np_type_of_config(_type_name(t.data_type))
+            if onnx_np != cfg_np:
+                problems.append(f"{kind} {t.name!r}: config says {cfg_np}, {path.name} has {onnx_np}")
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+            if cfg.max_batch_size > 0:
+                if not dims or dims[0] not in (-1,):
+                    problems.append(
+                        f"{kind} {t.name!r}: max_batch_size > 0 needs a dynamic first (batch) dimension "
+                        f"in {path.name}, which has {dims}"
+                    )
+                dims = dims[1:]
+            if list(t.dims) != dims and not (
+                len(t.dims) == len(dims) and all(a == b or b == -1 for a, b in zip(t.dims, dims, strict=True))
+            ):
+                problems.append(f"{kind} {t.name!r}: config dims {list(t.dims)}, {path.name} has {dims}")
+    return problems

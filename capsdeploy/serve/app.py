@@ -1,0 +1,346 @@
+"""The HTTP server: KServe V2 as Triton speaks it, /v1/predict for images, the page, /metrics.
+
+Protocol parsing lives in ``protocol``, batching in the runtime's ``DynamicBatcher``; this
+module maps routes to them, enforces limits, and turns every error a client can cause into a
+4xx with ``{"error": ...}`` while the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import InferenceError, InvalidInputError, UsageError
+from ..runtime.batcher import BatcherClosedError, QueueFullError, RequestTimeoutError
+from ..version import __version__
+from .metrics import ServerMetrics
+from .models import ServedModel
+from .protocol import ProtocolError, encode_infer_response, parse_infer_request
+
+PAGE_DIR = Path(__file__).parent / "page"
+EXTENSIONS = ["classification", "binary_tensor_data", "statistics", "model_configuration", "schedule_policy"]
+access_log = logging.getLogger("capsdeploy.access")
+
+
+@dataclass
+class ServerState:
+    models: dict[str, ServedModel]
+    max_body_bytes: int = 64 << 20
+    ready: bool = True
+    metrics: ServerMetrics = field(init=False)
+
+    def __post_init__(self):
+        self.metrics = ServerMetrics(self.models)
+
+    def observe_batch(self, model: str, batch) -> None:
+        self.metrics.batch_size.labels(model).observe(batch.batch_size)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+# -- bodies ------------------------------------------------------------------
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed (gzip, deflate), never more than ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"body of {declared} bytes exceeds the limit of {limit} (--max-body-mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"body exceeds the limit of {limit} bytes (--max-body-mb)")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise HTTPError(501, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    # gzip: a gzip header; deflate: zlib's header (what tritonclient sends), raw deflate accepted too.
+    wbits = (
+        16 + zlib.MAX_WBITS
+        if encoding == "gzip"
+        else (zlib.MAX_WBITS if body[:1] == b"x" else -zlib.MAX_WBITS)
+    )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise HTTPError(400, f"body is not valid {encoding} data ({e})") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise HTTPError(413, f"decompressed body exceeds the limit of {limit} bytes (--max-body-mb)")
+    if not inflater.eof:
+        raise HTTPError(400, f"body is truncated {encoding} data")
+    return out
+
+
+def compress_for(request: Request, body: bytes, headers: dict) -> bytes:
+    accept = request.headers.get("accept-encoding", "").lower()
+    if "gzip" in accept:
+        headers["content-encoding"] = "gzip"
+        return gzip.compress(body, compresslevel=1)
+    if "deflate" in accept:
+        headers["content-encoding"] = "deflate"
+        return zlib.compress(body, 1)
+    return body
+
+
+# -- the application ------------------------------------------------------------
+def create_app(state: ServerState, on_shutdown=None) -> Starlette:
+    def model_of(request: Request) -> ServedModel:
+        name = request.path_params["model"]
+        model = state.models.get(name)
+        if model is None:
+            raise HTTPError(404, f"unknown model {name!r}; this server serves {sorted(state.models)}")
+        version = request.path_params.get("version")
+        if version is not None and version != model.version:
+            raise HTTPError(404, f"model {name!r} has no version {version!r} (served: {model.version})")
+        return model
+
+    async def live(request):
+        return Response(status_code=200)
+
+    async def ready(request):
+        ok = state.ready and all(m.batcher is not None for m in state.models.values())
+        return Response(status_code=200 if ok else 503)
+
+    async def server_metadata(request):
+        return JSONResponse({"name": "capsdeploy", "version": __version__, "extensions": EXTENSIONS})
+
+    async def model_metadata(request):
+        return JSONResponse(model_of(request).metadata())
+
+    async def model_ready(request):
+        model_of(request)
+        return Response(status_code=200 if state.ready else 503)
+
+    async def model_config(request):
+        return JSONResponse(model_of(request).config_json)
+
+    async def model_stats(request):
+        chosen = [model_of(request)] if "model" in request.path_params else list(state.models.values())
+        return JSONResponse({"model_stats": [m.stats.to_dict() for m in chosen]})
+
+    async def repository_index(request):
+        return JSONResponse(
+            [{"name": m.name, "version": m.version, "state": "READY"} for m in state.models.values()]
+        )
+
+    async def infer(request: Request):
+        t0 = time.perf_counter()
+        model = model_of(request)
+        outcome, reason = "error", "OTHER"
+        try:
+            body = await read_body(request, state.max_body_bytes)
+            t_parse = time.perf_counter()
+            req = parse_infer_request(
+                body,
+                request.headers.get("inference-header-content-length"),
+                model.inputs,
+                model.output_names,
+                model.max_rows,
+            )
+            request.state.request_id = req.id
+            decode_s = time.perf_counter() - t_parse
+            try:
+                results = await model.batcher.infer_async(req.inputs, model.timeout_s(req.timeout_us))
+            except QueueFullError as e:
+                reason = "REJECTED"
+                raise HTTPError(503, str(e), {"retry-after": "1"}) from None
+            except RequestTimeoutError as e:
+                reason = "REJECTED"
+                raise HTTPError(504, str(e)) from None
+            except BatcherClosedError as e:
+                reason = "REJECTED"
+                raise HTTPError(503, f"the server is shutting down: {e}", {"retry-after": "1"}) from None
+            except InferenceError as e:
+                reason = "BACKEND"
+                raise HTTPError(500, str(e)) from None
+            t_enc = time.perf_counter()
+            payload, headers = encode_infer_response(model.name, model.version, req, results)
+            payload = compress_for(request, payload, headers)
+            encode_s = time.perf_counter() - t_enc
+            outcome = "success"
+            elapsed = time.perf_counter() - t0
+            model.stats.record_request(True, elapsed, decode_s, encode_s)
+            return Response(payload, headers=headers)
+        except asyncio.CancelledError:  # the client went away
+            reason = "CANCELED"
+            raise
+        except (ProtocolError, InvalidInputError) as e:
+            status = getattr(e, "status", 400)
+            raise HTTPError(status, getattr(e, "message", str(e))) from None
+        finally:
+            elapsed = time.perf_counter() - t0
+            if outcome != "success":
+                model.stats.record_request(False, elapsed, reason=reason)
+            state.metrics.request_latency.labels(model.name, outcome).observe(elapsed)
+
+    async def predict_image(request: Request):
+        """A PNG/JPEG (raw body or multipart `file`) -> top classes with capsule lengths."""
+        from ..data.preprocess import decode_image, prepare_batch
+
+        model = state.models.get("capsnet") or next(iter(state.models.values()))
+        meta = model.backend.metadata
+        if meta is None:
+            raise HTTPError(400, f"model {model.name!r} carries no capsdeploy metadata; use the V2 protocol")
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            async with request.form(max_part_size=state.max_body_bytes) as form:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise HTTPError(400, "multipart upload needs a file field named `file`")
+                data = await upload.read()
+        else:
+            data = await read_body(request, state.max_body_bytes)
+        if not data:
+            raise HTTPError(400, "empty body: send a PNG or JPEG image")
+        spec = model.inputs[0]
+        channels, size = spec.dims[0], spec.dims[1]
+        invert = request.query_params.get("invert", "false").lower() in ("1", "true", "yes")
+        try:
+            top = max(1, min(int(request.query_params.get("top", 3)), len(meta.class_names)))
+        except ValueError:
+            raise HTTPError(400, "`top` must be an integer") from None
+        try:
+            pixels = decode_image(data, channels, size, invert)
+        except UsageError as e:
+            raise HTTPError(400, str(e)) from None
+        x = prepare_batch(pixels[None], meta.input_dtype, meta.normalization)
+        try:
+            out = await model.batcher.infer_async({spec.name: x})
+        except QueueFullError as e:
+            raise HTTPError(503, str(e), {"retry-after": "1"}) from None
+        except InferenceError as e:
+            raise HTTPError(500, str(e)) from None
+        scores = np.asarray(out["scores"][0], dtype=np.float64)
+        order = np.argsort(-scores)[:top]
+        return JSONResponse(
+            {
+                "model_name": model.name,
+                "model_version": model.version,
+                "predictions": [
+                    {"class": meta.class_names[i], "index": int(i), "capsule_length": float(scores[i])}
+                    for i in order
+                ],
+                "capsule_lengths": scores.tolist(),
+            }
+        )
+
+    async def metrics(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def page(request):
+        return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/stats", model_stats),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+    ]
+    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        routes += [
+            Route(prefix, model_metadata),
+            Route(prefix + "/ready", model_ready),
+            Route(prefix + "/config", model_config),
+            Route(prefix + "/stats", model_stats),
+            Route(prefix + "/infer", infer, methods=["POST"]),
+        ]
+    routes += [
+        Route("/v1/predict", predict_image, methods=["POST"]),
+        Route("/metrics", metrics),
+        Route("/", page),
+        Mount("/static", StaticFiles(directory=PAGE_DIR), name="static"),
+    ]
+
+    async def http_error(request, exc: HTTPError):
+        return error(exc.status, exc.message, exc.headers)
+
+    async def not_found(request, exc):
+        return error(getattr(exc, "status_code", 404), getattr(exc, "detail", "not found"))
+
+    async def internal(request, exc):
+        logging.getLogger("capsdeploy.serve").exception("unhandled error on %s", request.url.path)
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if on_shutdown is not None:  # after uvicorn has let accepted requests finish
+            await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPError: http_error, 404: not_found, 405: not_found, Exception: internal},
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    return AccessLog(app)
+
+
+class AccessLog:
+    """ASGI middleware: one line per request with its id, status and duration."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = {"code": 0}
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex[:16]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": rid,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status["code"],
+                        "v2_id": (scope.get("state") or {}).get("request_id"),
+                        "ms": round((time.perf_counter() - t0) * 1e3, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    }
+                )
+            )

@@ -1,0 +1,257 @@
+"""What the server serves: each model's config, backend, batcher and statistics.
+
+A repository is loaded as Triton loads it: every model directory, its latest version,
+batched and scheduled by its own config.pbtxt (instances = batcher workers, each on a
+``backend.clone()``). ``--model PATH`` becomes a one-model (or, for a run directory,
+model-plus-decoder) repository with the same knobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..repository import CAPSNET, DECODER, BatchingOptions, config_to_json, find_models, model_config
+from ..repository.config import ModelDecl, TensorDecl
+from ..repository.dtypes import NP_TO_V2, np_type_of_config
+from ..runtime.backend import Backend
+from ..runtime.batcher import DynamicBatcher
+from .protocol import InputSpec
+from .stats import ModelStats
+
+log = logging.getLogger("capsdeploy.serve")
+DEFAULT_TIMEOUT_S = 30.0  # when the queue policy names none (Triton's 0 means "no timeout")
+UNBOUNDED_QUEUE = 1 << 30
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    config: object  # ModelConfig
+    backend: Backend
+    batcher: DynamicBatcher
+    stats: ModelStats
+    inputs: list[InputSpec]
+    output_names: list[str]
+    default_timeout_s: float
+    allow_timeout_override: bool
+    config_json: dict = field(default_factory=dict)
+
+    @property
+    def platform(self) -> str:
+        return self.config.platform
+
+    @property
+    def max_rows(self) -> int:
+        return self.config.max_batch_size or 1
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        return {k: v.string_value for k, v in self.config.parameters.items()}
+
+    def pending(self) -> int:
+        return self.batcher.pending()
+
+    def metadata(self) -> dict:
+        """V2 model metadata: the batch dimension as -1, as Triton reports it."""
+        batch = [-1] if self.config.max_batch_size > 0 else []
+
+        def tensors(decls):
+            return [
+                {
+                    "name": t.name,
+                    "datatype": NP_TO_V2[np_type_of_config(_type_name(t.data_type))],
+                    "shape": [*batch, *t.dims],
+                }
+                for t in decls
+            ]
+
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform,
+            "inputs": tensors(self.config.input),
+            "outputs": tensors(self.config.output),
+        }
+
+    def timeout_s(self, request_timeout_us: int | None) -> float:
+        if request_timeout_us and self.allow_timeout_override:
+            return request_timeout_us / 1e6
+        return self.default_timeout_s
+
+    def close(self, drain_s: float) -> None:
+        self.batcher.close(drain_s)
+        self.backend.close()
+
+
+def _type_name(value: int) -> str:
+    from ..repository.config import pb2
+
+    return pb2().DataType.Name(value)
+
+
+def serve_model(name: str, version: str, config, backend: Backend, on_batch=None) -> ServedModel:
+    """Wrap ``backend`` in a batcher configured by ``config`` after checking they agree."""
+    _check_agreement(name, config, backend)
+    stats = ModelStats(name, version)
+    dyn = config.dynamic_batching if config.HasField("dynamic_batching") else None
+    policy = dyn.default_queue_policy if dyn is not None else None
+    timeout_us = policy.default_timeout_microseconds if policy is not None else 0
+    default_timeout = timeout_us / 1e6 if timeout_us else DEFAULT_TIMEOUT_S
+    workers = sum(g.count for g in config.instance_group) or 1
+
+    def record(batch):
+        stats.record_batch(batch)
+        if on_batch is not None:
+            on_batch(name, batch)
+
+    batcher = DynamicBatcher(
+        backend,
+        # Without dynamic_batching Triton runs each request on its own; so do we.
+        max_batch_size=config.max_batch_size if dyn is not None else 1,
+        max_queue_delay_us=dyn.max_queue_delay_microseconds if dyn is not None else 0,
+        preferred_batch_sizes=list(dyn.preferred_batch_size) if dyn is not None else (),
+        max_queue_size=(policy.max_queue_size or UNBOUNDED_QUEUE) if policy is not None else UNBOUNDED_QUEUE,
+        default_timeout_s=default_timeout,
+        workers=workers,
+        on_batch=record,
+    )
+    inputs = [
+        InputSpec(t.name, np_type_of_config(_type_name(t.data_type)), tuple(t.dims)) for t in config.input
+    ]
+    return ServedModel(
+        name=name,
+        version=version,
+        config=config,
+        backend=backend,
+        batcher=batcher,
+        stats=stats,
+        inputs=inputs,
+        output_names=[t.name for t in config.output],
+        default_timeout_s=default_timeout,
+        allow_timeout_override=policy.allow_timeout_override if policy is not None else True,
+        config_json=config_to_json(config),
+    )
+
+
+def _check_agreement(name: str, config, backend: Backend) -> None:
+    declared = {t.name: np_type_of_config(_type_name(t.data_type)) for t in config.input}
+    actual = {s.name: s.dtype for s in backend.inputs()}
+    if declared != actual:
+        raise UsageError(
+            f"model {name!r}: config.pbtxt declares inputs {declared}, the engine takes {actual}"
+        )
+    outs = {s.name for s in backend.outputs()}
+    unknown = [t.name for t in config.output if t.name not in outs]
+    if unknown:
+        raise UsageError(
+            f"model {name!r}: config.pbtxt declares outputs {unknown} the engine lacks ({sorted(outs)})"
+        )
+    if backend.max_batch_size and config.max_batch_size > backend.max_batch_size:
+        raise UsageError(
+            f"model {name!r}: max_batch_size {config.max_batch_size} exceeds the engine's "
+            f"maximum batch {backend.max_batch_size} (rebuild the plan or lower max_batch_size)"
+        )
+
+
+def load_repository(repo: str | Path, engine: str = "auto", on_batch=None) -> dict[str, ServedModel]:
+    """Every model of ``repo`` on ``engine`` (auto, trt, ort, ort-cuda)."""
+    if engine.startswith("torch"):
+        raise UsageError(
+            "--engine torch serves a run directory (--model RUN_DIR), not a repository of ONNX/plan files"
+        )
+    models: dict[str, ServedModel] = {}
+    try:
+        for entry in find_models(repo):
+            backend = _backend_for_file(entry.model_file, engine)
+            models[entry.name] = serve_model(entry.name, entry.version, entry.config, backend, on_batch)
+            log.info(
+                "loaded %s v%s (%s on %s)", entry.name, entry.version, entry.config.platform, backend.name
+            )
+    except BaseException:
+        for m in models.values():
+            m.close(0)
+        raise
+    return models
+
+
+def _backend_for_file(path: Path, engine: str) -> Backend:
+    from ..runtime.select import make_backend, resolve_auto
+
+    if engine == "auto":
+        engine, why = resolve_auto(str(path), None)
+        log.info("%s: --engine auto chose %s (%s)", path, engine, why)
+    if path.suffix == ".plan" and engine != "trt":
+        raise UsageError(f"{path} is a TensorRT plan; serve it with --engine trt (or auto)")
+    return make_backend(engine, model=str(path))
+
+
+def load_model_path(
+    path: str | Path, engine: str, batching: BatchingOptions, on_batch=None
+) -> tuple[dict[str, ServedModel], tempfile.TemporaryDirectory | None]:
+    """``--model PATH``: a run directory (capsnet + decoder), a .onnx or a .plan (capsnet)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory; pass a run directory, model.onnx or model.plan")
+    if path.is_dir():
+        if engine.startswith("torch"):
+            return _torch_models(path, engine, batching, on_batch), None
+        # Export the run once into a temporary repository and serve that: exactly what
+        # `export --format triton` followed by `serve REPO` would do.
+        from ..export import ExportOptions
+        from ..export.triton_repo import export_triton
+
+        tmp = tempfile.TemporaryDirectory(prefix="capsdeploy-serve-")
+        repo = Path(tmp.name) / "repo"
+        export_triton(path, repo, ExportOptions(), batching)
+        return load_repository(repo, engine, on_batch), tmp
+    if path.suffix not in (".onnx", ".plan"):
+        raise UsageError(f"{path}: expected a run directory, a .onnx or a .plan file")
+    if engine.startswith("torch"):
+        raise UsageError("--engine torch needs --model RUN_DIR (the checkpoint), not a model file")
+    backend = _backend_for_file(path, engine)
+    platform = "tensorrt_plan" if path.suffix == ".plan" else "onnxruntime_onnx"
+    try:
+        cfg = model_config(_decl_of(CAPSNET, platform, backend), batching)
+        return {CAPSNET: serve_model(CAPSNET, "1", cfg, backend, on_batch)}, None
+    except BaseException:
+        backend.close()
+        raise
+
+
+def _torch_models(run: Path, engine: str, batching: BatchingOptions, on_batch) -> dict[str, ServedModel]:
+    from ..runtime.torch_backend import TorchBackend, TorchDecoderBackend
+
+    device = "cuda" if engine == "torch-cuda" else "cpu"
+    models = {}
+    for name, backend in (
+        (CAPSNET, TorchBackend(run, device=device)),
+        (DECODER, TorchDecoderBackend(run, device=device)),
+    ):
+        cfg = model_config(_decl_of(name, "pytorch_eager", backend), batching)
+        models[name] = serve_model(name, "1", cfg, backend, on_batch)
+    return models
+
+
+def _decl_of(name: str, platform: str, backend: Backend) -> ModelDecl:
+    def tensors(specs):
+        return [
+            TensorDecl(s.name, s.dtype, tuple(d if isinstance(d, int) else -1 for d in s.shape[1:]))
+            for s in specs
+        ]
+
+    meta = backend.metadata
+    params = {}
+    if meta is not None:
+        import json
+
+        params = {
+            "capsdeploy.normalization": json.dumps(meta.normalization),
+            "capsdeploy.class_names": json.dumps(meta.class_names),
+            "capsdeploy.precision": meta.precision,
+        }
+    return ModelDecl(name, platform, tensors(backend.inputs()), tensors(backend.outputs()), params)

@@ -1,0 +1,318 @@
+"""KServe V2 inference requests and responses as Triton speaks them, HTTP-free.
+
+JSON tensors (flat or nested) and the binary tensor data extension: an
+``Inference-Header-Content-Length`` JSON prefix followed by the tensors' raw
+little-endian bytes in the order the JSON names them, or (length 0) a raw body
+holding the model's single input. Every way a request can be wrong raises
+``ProtocolError`` with the HTTP status and a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..repository.dtypes import NP_TO_V2, V2_TO_NP
+
+MAX_TIMEOUT_US = 3600 * 10**6  # an hour: longer is a mistake, not a deadline
+
+
+class ProtocolError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: str  # numpy name
+    dims: tuple[int, ...]  # without the batch dimension; -1 is free
+
+
+@dataclass
+class OutputRequest:
+    name: str
+    binary: bool | None  # None: the request's default
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    rows: int
+    outputs: list[OutputRequest] | None  # None: every output
+    binary_output: bool  # the request-level default (binary_data_output)
+    timeout_us: int | None
+    decoded_bytes: int = 0
+    parameters: dict = field(default_factory=dict)
+
+
+def parse_infer_request(
+    body: bytes,
+    header_length: str | None,
+    inputs: list[InputSpec],
+    output_names: list[str],
+    max_rows: int,
+) -> InferRequest:
+    """Decode and check one request against the model's inputs; raise ProtocolError."""
+    if not body:
+        raise ProtocolError(
+            "empty body: send a V2 inference request (JSON, optionally followed by binary tensors)"
+        )
+    specs = {s.name: s for s in inputs}
+    if header_length is not None:
+        try:
+            hlen = int(header_length)
+        except ValueError:
+            raise ProtocolError(
+                f"Inference-Header-Content-Length {header_length!r} is not an integer"
+            ) from None
+        if hlen < 0 or hlen > len(body):
+            raise ProtocolError(
+                f"Inference-Header-Content-Length {hlen} does not fit a body of {len(body)} bytes"
+            )
+        if hlen == 0:
+            return _raw_request(body, inputs, output_names, max_rows)
+        header, blobs = body[:hlen], memoryview(body)[hlen:]
+    else:
+        header, blobs = body, memoryview(b"")
+    try:
+        doc = json.loads(header)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"the request is not valid JSON ({e}); send a V2 inference request") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("the request must be a JSON object with an `inputs` list")
+    params = _dict(doc.get("parameters"), "parameters")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("`inputs` must be a non-empty list")
+
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, item in enumerate(raw_inputs):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ProtocolError(f"inputs[{i}] must be an object with a `name`")
+        name = item["name"]
+        if name not in specs:
+            raise ProtocolError(f"unknown input {name!r}; the model takes {sorted(specs)}")
+        if name in arrays:
+            raise ProtocolError(f"input {name!r} is given twice")
+        arr, used = _decode_tensor(item, specs[name], blobs, offset)
+        offset += used
+        arrays[name] = arr
+    if offset != len(blobs):
+        raise ProtocolError(
+            f"the body carries {len(blobs)} bytes after the JSON header but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
+    missing = [n for n in specs if n not in arrays]
+    if missing:
+        raise ProtocolError(f"missing input(s) {missing}")
+    rows = _rows(arrays, max_rows)
+    outputs = _requested_outputs(doc.get("outputs"), output_names)
+    rid = doc.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise ProtocolError("`id` must be a string")
+    return InferRequest(
+        id=rid,
+        inputs=arrays,
+        rows=rows,
+        outputs=outputs,
+        binary_output=_bool(params.get("binary_data_output", False), "binary_data_output"),
+        timeout_us=_timeout(params.get("timeout")),
+        decoded_bytes=len(body),
+        parameters=params,
+    )
+
+
+def _raw_request(body: bytes, inputs: list[InputSpec], output_names, max_rows) -> InferRequest:
+    """Header length 0: the body is the single input's bytes; the batch follows from its size."""
+    if len(inputs) != 1 or any(d < 0 for d in inputs[0].dims):
+        raise ProtocolError("a raw binary body (header length 0) needs a model with one fixed-shape input")
+    spec = inputs[0]
+    row_bytes = int(np.prod(spec.dims, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+    if len(body) % row_bytes:
+        raise ProtocolError(
+            f"a raw body of {len(body)} bytes is not a whole number of {spec.name} rows "
+            f"({spec.dtype}{list(spec.dims)} = {row_bytes} bytes each)"
+        )
+    arr = np.frombuffer(body, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype, copy=False)
+    arr = arr.reshape(-1, *spec.dims)
+    _check_finite(spec.name, arr)
+    rows = _rows({spec.name: arr}, max_rows)
+    return InferRequest(None, {spec.name: arr}, rows, None, True, None, len(body))
+
+
+def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    name = spec.name
+    datatype = item.get("datatype")
+    want = NP_TO_V2[spec.dtype]
+    if datatype != want:
+        raise ProtocolError(f"input {name!r}: datatype {datatype!r}, the model takes {want}")
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ProtocolError(f"input {name!r}: `shape` must be a list of integers")
+    if any(d < 0 for d in shape):
+        raise ProtocolError(f"input {name!r}: negative dimension in shape {shape}")
+    if len(shape) != len(spec.dims) + 1 or any(
+        w != -1 and d != w for d, w in zip(shape[1:], spec.dims, strict=True)
+    ):
+        want_shape = ["N", *(d if d >= 0 else "?" for d in spec.dims)]
+        raise ProtocolError(f"input {name!r}: shape {shape} does not fit the model's {want_shape}")
+    count = math.prod(shape)
+    params = _dict(item.get("parameters"), f"input {name!r} parameters")
+    size = params.get("binary_data_size")
+    dtype = np.dtype(spec.dtype)
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+            )
+        if offset + size > len(blobs):
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                f"({len(blobs) - offset} bytes left)"
+            )
+        if size != count * dtype.itemsize:
+            raise ProtocolError(
+                f"input {name!r}: shape {shape} needs {count * dtype.itemsize} bytes of {want}, "
+                f"binary_data_size says {size}"
+            )
+        raw = blobs[offset : offset + size]
+        arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True).reshape(shape)
+        _check_finite(name, arr)
+        return arr, size
+    if "data" not in item:
+        raise ProtocolError(f"input {name!r}: give `data` or parameters.binary_data_size")
+    if spec.dtype == "float16":
+        raise ProtocolError(
+            f"input {name!r}: FP16 has no JSON form; send it as binary data (binary_data_size)"
+        )
+    arr = _json_array(item["data"], name, spec.dtype)
+    if arr.size != count:
+        raise ProtocolError(f"input {name!r}: shape {shape} holds {count} values, `data` has {arr.size}")
+    arr = arr.reshape(shape)
+    _check_finite(name, arr)
+    return arr, 0
+
+
+def _json_array(data, name: str, dtype: str) -> np.ndarray:
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise ProtocolError(f"input {name!r}: `data` is a ragged nested list") from None
+    if raw.dtype == object or raw.dtype.kind not in "biuf":
+        raise ProtocolError(f"input {name!r}: `data` must hold numbers only")
+    target = np.dtype(dtype)
+    if target.kind in "iu":
+        if raw.dtype.kind == "f" and raw.size and not np.all(np.mod(raw, 1) == 0):
+            raise ProtocolError(f"input {name!r}: {NP_TO_V2[dtype]} data must be integers")
+        info = np.iinfo(target)
+        if raw.size and (raw.min() < info.min or raw.max() > info.max):
+            raise ProtocolError(
+                f"input {name!r}: values outside {NP_TO_V2[dtype]}'s range {info.min}..{info.max}"
+            )
+    return raw.astype(target).reshape(-1)
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ProtocolError(f"input {name!r}: {bad} NaN or infinite value(s); send finite numbers")
+
+
+def _rows(arrays: dict[str, np.ndarray], max_rows: int) -> int:
+    counts = {n: a.shape[0] for n, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise ProtocolError(f"inputs disagree on the batch size: {counts}")
+    rows = next(iter(counts.values()))
+    if rows < 1:
+        raise ProtocolError("the batch is empty (first dimension 0)")
+    if rows > max_rows:
+        raise ProtocolError(
+            f"{rows} rows in one request; this model takes at most {max_rows} (max_batch_size)"
+        )
+    return rows
+
+
+def _requested_outputs(raw, output_names: list[str]) -> list[OutputRequest] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ProtocolError("`outputs` must be a list")
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ProtocolError(f"outputs[{i}] must be an object with a `name`")
+        name = item["name"]
+        if name not in output_names:
+            raise ProtocolError(f"unknown output {name!r}; the model returns {output_names}")
+        if name in seen:
+            raise ProtocolError(f"output {name!r} is requested twice")
+        seen.add(name)
+        params = _dict(item.get("parameters"), f"output {name!r} parameters")
+        binary = params.get("binary_data")
+        out.append(OutputRequest(name, None if binary is None else _bool(binary, "binary_data")))
+    return out
+
+
+def _dict(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return value
+
+
+def _bool(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{what} must be true or false")
+    return value
+
+
+def _timeout(value) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > MAX_TIMEOUT_US:
+        raise ProtocolError(f"timeout must be microseconds in 0..{MAX_TIMEOUT_US}, got {value!r}")
+    return value or None  # 0: no timeout of its own (Triton's meaning); the queue policy's applies
+
+
+def encode_infer_response(
+    model: str,
+    version: str,
+    request: InferRequest,
+    results: dict[str, np.ndarray],
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers (binary outputs after a JSON header when asked for)."""
+    wanted = request.outputs or [OutputRequest(n, None) for n in results]
+    outputs, blobs = [], []
+    for o in wanted:
+        arr = np.ascontiguousarray(results[o.name])
+        entry = {"name": o.name, "datatype": NP_TO_V2[arr.dtype.name], "shape": list(arr.shape)}
+        if o.binary if o.binary is not None else request.binary_output:
+            raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = arr.reshape(-1).tolist()
+        outputs.append(entry)
+    doc = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request.id is not None:
+        doc["id"] = request.id
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def tensor_dtype(v2: str) -> str:
+    return V2_TO_NP[v2]
