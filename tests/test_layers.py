@@ -17,6 +17,9 @@ FORBIDDEN = {
     "export": {"train", "runtime", "bench", "serve", "cli"},
     "runtime": {"train", "bench", "serve", "cli"},
     "bench": {"train", "serve", "cli"},
+    "serve": {"train", "bench", "cli"},
+    # The model repository is a contract between export and serve, neutral like contract.py.
+    "repository": {"model", "train", "export", "runtime", "bench", "serve", "cli"},
 }
 # Packages the inference path must be able to import without: no module-level import of them.
 TORCH_FREE = [
@@ -32,6 +35,8 @@ TORCH_FREE = [
     "runtime/predict.py",
     "runtime/select.py",
     "bench",
+    "serve",
+    "repository",
     "cli",
     "export/__init__.py",
     "export/check.py",

@@ -44,23 +44,23 @@ class ServerProcess:
             raise
 
 
-def start_server(args, tmp: Path, timeout: float = 90) -> ServerProcess:
-    """`capsdeploy serve ARGS --port 0` in a child process; returns once it listens."""
+def start_server(args, tmp: Path, timeout: float = 90, launcher=None, env_extra=None) -> ServerProcess:
+    """`capsdeploy serve ARGS --port 0` in a child process; returns once it listens.
+    ``launcher``: the Python arguments that run the CLI (default ``-m capsdeploy``)."""
     log = tmp / f"serve-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     err = open(log, "w")  # noqa: SIM115 - the child writes to it for its whole life
+    cli = [
+        *(launcher or ["-m", "capsdeploy"]),
+        "serve",
+        *map(str, args),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "capsdeploy",
-            "serve",
-            *map(str, args),
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, *cli],
         stdout=subprocess.PIPE,
         stderr=err,
         text=True,

@@ -482,3 +482,35 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_repo, tmp_path):
     assert results and all(s == 200 for s in results), results
     assert all(isinstance(e, ConnectionRefusedError) for e in errors), errors
     assert len(results) >= 4
+
+
+def test_serving_a_repository_never_imports_torch(tiny_repo, tmp_path):
+    """The inference path of a torch-free install: `serve REPO --engine ort` with torch
+    unimportable answers V2 requests and /v1/predict."""
+    from tests.serve.conftest import start_server
+
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
+    modules = tmp_path / "modules.json"
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "sys.argv = ['capsdeploy', *sys.argv[1:]]\n"
+        "from capsdeploy.cli.main import main\n"
+        "main()\n"
+    )
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    srv = start_server(
+        [tiny_repo, "--engine", "ort"],
+        tmp_path,
+        launcher=["-c", code],
+        env_extra={"PYTHONPATH": f"{blocker}{__import__('os').pathsep}{root}"},
+    )
+    try:
+        assert_still_serves(srv.host_port)
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()
+    assert "torch" not in json.loads(modules.read_text())
