@@ -1,9 +1,4 @@
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,6 +7,7 @@ import pytest
 
 from capsdeploy.export import ExportOptions
 from capsdeploy.repository import BatchingOptions
+from capsdeploy.serve.process import ServerProcess
 
 
 def export_repo(run: Path, dest: Path, **batching) -> Path:
@@ -26,62 +22,11 @@ def tiny_repo(tiny_run, tmp_path_factory) -> Path:
     return export_repo(tiny_run, tmp_path_factory.mktemp("repo") / "repo", preferred_batch_sizes=(4, 8))
 
 
-class ServerProcess:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path):
-        self.proc, self.url, self.log = proc, url, log
-
-    @property
-    def host_port(self) -> str:
-        return self.url.removeprefix("http://")
-
-    def stop(self, sig=signal.SIGTERM, timeout=30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-
-def start_server(args, tmp: Path, timeout: float = 90, launcher=None, env_extra=None) -> ServerProcess:
-    """`capsdeploy serve ARGS --port 0` in a child process; returns once it listens.
-    ``launcher``: the Python arguments that run the CLI (default ``-m capsdeploy``)."""
-    log = tmp / f"serve-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    err = open(log, "w")  # noqa: SIM115 - the child writes to it for its whole life
-    cli = [
-        *(launcher or ["-m", "capsdeploy"]),
-        "serve",
-        *map(str, args),
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, *cli],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-        env=env,
-    )
-    found = {}
-
-    def read():
-        for line in proc.stdout:
-            m = re.search(r"on (http://\S+)", line)
-            if m and "url" not in found:
-                found["url"] = m.group(1)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while "url" not in found:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"server did not start (exit {proc.poll()}):\n{log.read_text()}")
-        time.sleep(0.05)
-    return ServerProcess(proc, found["url"], log)
+def start_server(args, tmp: Path, timeout: float = 120, launcher=None, env_extra=None) -> ServerProcess:
+    try:
+        return ServerProcess.start(args, tmp, timeout, launcher, env_extra)
+    except RuntimeError as e:
+        raise AssertionError(str(e)) from None
 
 
 @pytest.fixture(scope="module")
