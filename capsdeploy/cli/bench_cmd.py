@@ -6,61 +6,225 @@ from ..runtime.select import ENGINES
 from .common import handle_errors
 
 
+def _list(cast):
+    def parse(ctx, param, value):
+        if not value:
+            return []
+        try:
+            return [cast(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            raise click.BadParameter(f"a comma-separated list, e.g. {param.metavar}") from None
+
+    return parse
+
+
 @click.command("bench")
+@click.option(
+    "--engines",
+    callback=_list(str),
+    metavar="torch,ort,ort-int8",
+    help="Engine mode: engines built from --checkpoint, named <runtime>[-<precision>] "
+    "(torch, ort, ort-fp16, ort-int8, ort-cuda, trt, trt-fp16, trt-int8).",
+)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
     default="ort",
     show_default=True,
+    help="Concurrency mode: the engine the clients call.",
 )
-@click.option("--model", type=click.Path(dir_okay=False), help="model.onnx or model.plan.")
-@click.option("--checkpoint", type=click.Path(), help="Run directory (torch engines).")
 @click.option(
-    "--clients",
-    type=click.IntRange(1),
-    default=32,
-    show_default=True,
-    help="Concurrent single-image clients.",
+    "--model",
+    "models",
+    callback=_list(str),
+    metavar="a.onnx,b.plan",
+    help="Model files: benchmarked as given (engine mode), or the one the clients call (concurrency mode).",
 )
+@click.option("--checkpoint", type=click.Path(), help="Run directory: torch, and what named engines export.")
+@click.option(
+    "--batch-sizes",
+    callback=_list(int),
+    metavar="1,8,32,128",
+    help="Engine mode: batch sizes (default 1,8,32,128).",
+)
+@click.option("--warmup-s", type=click.FloatRange(0), default=0.2, show_default=True, help="Engine mode.")
+@click.option(
+    "--duration-s", type=click.FloatRange(0.01), default=3.0, show_default=True, help="Engine mode."
+)
+@click.option(
+    "--routing-iters",
+    callback=_list(int),
+    metavar="1,2,3,4,5",
+    help="Routing sweep: export each count and report accuracy and latency side by side "
+    "(engines from --engines, default ort; batch: the first of --batch-sizes, default 32).",
+)
+@click.option(
+    "--accuracy-samples",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Engine mode: also score each engine on this many test images (-1: all). The sweep uses all.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["synthetic", "mnist", "fashion-mnist"]),
+    help="Images to time (and score) on; default: synthetic for timing, the run's dataset for accuracy.",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the IDX files.")
+@click.option("--test-split", default="t10k", show_default=True)
+@click.option("--clients", type=click.IntRange(1), default=32, show_default=True, help="Concurrency mode.")
 @click.option(
     "--requests",
     "requests_per_client",
     type=click.IntRange(1),
     default=16,
     show_default=True,
-    help="Requests per client per repeat.",
+    help="Concurrency mode: requests per client per repeat.",
 )
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--max-queue-delay-us", type=click.IntRange(0), default=2000, show_default=True)
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Concurrency mode.")
+@click.option(
+    "--max-batch-size", type=click.IntRange(1), default=32, show_default=True, help="Concurrency mode."
+)
+@click.option(
+    "--max-queue-delay-us", type=click.IntRange(0), default=2000, show_default=True, help="Concurrency mode."
+)
 @click.option(
     "--workers",
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Batcher worker threads, each on its own backend.clone() (ort and torch: sharing one "
-    "session/module; trt: one execution context each).",
+    help="Concurrency mode: batcher worker threads, each on its own backend.clone().",
 )
 @click.option("--threads", type=click.IntRange(1), help="ort: intra-op threads.")
 @click.option("--json", "json_dest", metavar="PATH", help="Write the results as JSON; '-' for stdout.")
+@click.option("--csv", "csv_dest", metavar="PATH", help="Engine mode: one CSV row per configuration.")
+@click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
+@click.option("--plot", "plot_dest", metavar="PNG", help="Engine mode: latency and throughput vs batch size.")
 @handle_errors
-def bench_cmd(engine, model, checkpoint, threads, json_dest, **kw):
-    """Concurrent clients at batch 1, directly vs through the dynamic batcher (medians over repeats)."""
+def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, **kw):
+    """Benchmarks, each printing the environment first.
+
+    \b
+    Engine mode (trtexec-style): latency distribution and throughput per engine and batch,
+    and the speedup over PyTorch eager measured in the same run:
+      capsdeploy bench --checkpoint runs/mnist --engines torch,ort,ort-int8 --batch-sizes 1,8,32,128
+    Routing sweep: accuracy and latency per routing iteration count:
+      capsdeploy bench --checkpoint runs/mnist --routing-iters 1,2,3,4,5 --dataset mnist \\
+          --data-dir ../shared/data/mnist
+    Concurrency mode (the default): many single-image clients calling the backend directly
+    vs through the dynamic batcher (medians over repeats):
+      capsdeploy bench --model model.onnx --clients 32
+    """
+    if engines or routing_iters:
+        return _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw)
+    for key in ("batch_sizes", "csv_dest", "md_dest", "plot_dest"):
+        if kw.get(key):
+            raise click.UsageError(f"--{key.split('_')[0].replace('md', 'markdown')}... needs --engines")
+    _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw)
+
+
+def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw):
+    from ..bench.engine import bench_engines, format_table, parse_engines, plot, sweep_routing, write_csv
+    from ..envinfo import environment, format_environment
+    from ..fileio import write_bytes_atomic, write_json_report
+
+    batch_sizes = kw["batch_sizes"] or ([32] if routing_iters else [1, 8, 32, 128])
+    quiet = json_dest == "-"
+
+    def progress(what):
+        if not quiet:
+            click.echo(f"  timing {what} ...", err=True)
+
+    env = environment()
+    if not quiet:
+        click.echo(format_environment(env) + "\n")
+    data = {
+        "data_dir": kw["data_dir"],
+        "test_split": kw["test_split"],
+        "threads": threads,
+        "progress": progress,
+    }
+    if routing_iters:
+        if not checkpoint:
+            raise click.UsageError("--routing-iters needs --checkpoint RUN_DIR")
+        dataset = kw["dataset"] or _run_dataset(checkpoint)
+        report = sweep_routing(
+            checkpoint,
+            routing_iters,
+            engines or ["ort"],
+            batch_sizes[0],
+            warmup_s=kw["warmup_s"],
+            duration_s=kw["duration_s"],
+            dataset=dataset,
+            accuracy_samples=kw["accuracy_samples"] or -1,
+            **data,
+        )
+    else:
+        dataset = kw["dataset"] or (_run_dataset(checkpoint) if kw["accuracy_samples"] else "synthetic")
+        report = bench_engines(
+            parse_engines(engines, models),
+            checkpoint,
+            batch_sizes,
+            kw["warmup_s"],
+            kw["duration_s"],
+            dataset=dataset,
+            accuracy_samples=kw["accuracy_samples"],
+            **data,
+        )
+    report = {"environment": env, "dataset": dataset, **report}
+    rows = report["results"]
+    if json_dest:
+        write_json_report(json_dest, report)
+    if kw["csv_dest"]:
+        write_csv(rows, kw["csv_dest"])
+    if kw["md_dest"]:
+        write_bytes_atomic(kw["md_dest"], (format_table(rows, markdown=True) + "\n").encode())
+    if kw["plot_dest"]:
+        plot(rows, kw["plot_dest"])
+    if not quiet:
+        click.echo(format_table(rows))
+        for w in report["warnings"]:
+            click.echo(f"warning: {w}", err=True)
+
+
+def _run_dataset(checkpoint) -> str:
+    if not checkpoint:
+        return "synthetic"
+    from ..model.checkpoint import read_run_info
+
+    return read_run_info(checkpoint).raw.get("dataset", {}).get("name", "synthetic")
+
+
+def _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw):
     from ..bench.concurrency import bench_concurrency
     from ..envinfo import environment, format_environment
     from ..fileio import write_json_report
     from ..runtime.select import make_backend, resolve_auto
 
+    if len(models) > 1:
+        raise click.UsageError("concurrency mode takes one --model")
+    model = models[0] if models else None
     if engine == "auto":
         engine, why = resolve_auto(model, checkpoint)
         click.echo(f"engine: {engine} ({why})", err=True)
     backend_kw = {"threads": threads} if threads and engine.startswith("ort") else {}
     backend = make_backend(engine, model=model, checkpoint=checkpoint, **backend_kw)
+    params = {
+        k: kw[k]
+        for k in (
+            "clients",
+            "requests_per_client",
+            "repeats",
+            "max_batch_size",
+            "max_queue_delay_us",
+            "workers",
+        )
+    }
     result = {
         "engine": engine,
         "model": model,
         "environment": environment(),
-        **bench_concurrency(backend, **kw),
+        **bench_concurrency(backend, **params),
     }
     if json_dest:
         write_json_report(json_dest, result)

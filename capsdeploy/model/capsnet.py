@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .config import CapsNetConfig
-from .routing import dynamic_routing
+from .routing import route_parent_major
 from .squash import capsule_length, squash
 
 
@@ -51,11 +51,12 @@ class DigitCaps(nn.Module):
         )
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # u: [B, children, in_dim] -> u_hat: [B, children, parents, out_dim]
-        u_hat = torch.matmul(u.to(self.weight.dtype).transpose(0, 1), self.weight).transpose(0, 1)
-        # Routing (sums over 1152 children, softmax, squash) always runs in FP32.
-        u_hat = u_hat.float().reshape(u.shape[0], -1, self.parents, self.dim)
-        return dynamic_routing(u_hat, self.iterations, self.detach_inner, self.eps)
+        # u: [B, children, in_dim] -> predictions [children, B, parents*out_dim]
+        pred = torch.matmul(u.to(self.weight.dtype).transpose(0, 1), self.weight)
+        # Routing (sums over 1152 children, softmax, squash) always runs in FP32, on the
+        # parent-major layout [B, parents, children, out_dim] that makes it MatMuls.
+        pred = pred.float().reshape(-1, u.shape[0], self.parents, self.dim).permute(1, 2, 0, 3)
+        return route_parent_major(pred, self.iterations, self.detach_inner, self.eps)
 
 
 class Decoder(nn.Module):

@@ -53,3 +53,43 @@ def test_gradients_flow_through_inner_iterations_unless_detached():
 def test_zero_iterations_rejected():
     with pytest.raises(ValueError):
         dynamic_routing(torch.randn(1, 2, 3, 4), iterations=0)
+
+
+def _textbook_routing(u_hat, iterations, eps=1e-8):
+    """Procedure 1 as written: broadcast-multiply, then sum (the formulation we replaced)."""
+    from capsdeploy.model.squash import squash
+
+    b = torch.zeros_like(u_hat[..., 0])
+    for i in range(iterations):
+        c = torch.softmax(b, dim=2)
+        v = squash((c.unsqueeze(-1) * u_hat).sum(dim=1), dim=-1, eps=eps)
+        if i < iterations - 1:
+            b = b + (u_hat * v.unsqueeze(1)).sum(dim=-1)
+    return v, c
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3, 5])
+def test_matmul_routing_equals_the_textbook_form(iterations):
+    torch.manual_seed(iterations)
+    u_hat = 0.05 * torch.randn(3, 1152, 10, 16, dtype=torch.float64)
+    v, c = dynamic_routing(u_hat, iterations)
+    v_ref, c_ref = _textbook_routing(u_hat, iterations)
+    assert torch.allclose(v, v_ref, atol=1e-12) and torch.allclose(c, c_ref, atol=1e-12)
+    v32, _ = dynamic_routing(u_hat.float(), iterations)
+    assert (v32.double() - v_ref).abs().max() < 1e-6
+
+
+def test_digitcaps_layout_matches_the_children_major_prediction():
+    """DigitCaps builds the parent-major predictions directly; the same weights routed
+    from the children-major u_hat give the same result."""
+    from capsdeploy.model import CapsNetConfig
+    from capsdeploy.model.capsnet import DigitCaps
+
+    cfg = CapsNetConfig(conv1_channels=16, primary_caps=4, primary_dim=4, digit_dim=8)
+    caps = DigitCaps(cfg)
+    u = torch.randn(5, cfg.num_primary, cfg.primary_dim)
+    v, c = caps(u)
+    w = caps.weight.double()
+    u_hat = torch.einsum("bci,cio->bco", u.double(), w).reshape(5, -1, cfg.num_classes, cfg.digit_dim)
+    v_ref, c_ref = _textbook_routing(u_hat, cfg.routing_iters)
+    assert (v.double() - v_ref).abs().max() < 1e-6 and (c.double() - c_ref).abs().max() < 1e-6

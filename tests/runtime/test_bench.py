@@ -34,3 +34,102 @@ def test_bench_reports_environment_medians_and_ratio(tiny_run, tmp_path):
         / modes["direct_batch1"]["median_images_per_second"]
     )
     assert abs(r["batcher_speedup_median"] - ratio) < 0.01
+
+
+LATENCY_FIELDS = {
+    "latency_ms_min",
+    "latency_ms_mean",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "latency_ms_max",
+    "cv",
+    "images_per_second",
+    "speedup_vs_torch",
+    "p50_vs_torch",
+    "iterations",
+}
+
+
+def test_engine_mode_reports_every_field_and_writes_csv_markdown_plot(tiny_run, tmp_path):
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8"))
+    out = {k: tmp_path / f"bench.{k}" for k in ("csv", "md", "png")}
+    proc = capsdeploy(
+        "bench",
+        "--checkpoint",
+        tiny_run,
+        "--engines",
+        "torch,ort",
+        "--model",
+        tmp_path / "m.onnx",
+        "--batch-sizes",
+        "1,4",
+        "--warmup-s",
+        0.01,
+        "--duration-s",
+        0.05,
+        "--accuracy-samples",
+        32,
+        "--json",
+        "-",
+        "--csv",
+        out["csv"],
+        "--markdown",
+        out["md"],
+        "--plot",
+        out["png"],
+        check=True,
+    )
+    r = json.loads(proc.stdout)
+    assert r["mode"] == "engine" and r["environment"]["cpu_count"] >= 1
+    rows = r["results"]
+    assert {(x["engine"], x["batch"]) for x in rows} == {
+        (e, b) for e in ("torch", "ort", "m.onnx") for b in (1, 4)
+    }
+    for x in rows:
+        assert set(x) >= LATENCY_FIELDS, LATENCY_FIELDS - set(x)
+        assert x["latency_ms_min"] <= x["latency_ms_p50"] <= x["latency_ms_p90"] <= x["latency_ms_p99"]
+        assert x["latency_ms_p99"] <= x["latency_ms_max"] and x["iterations"] >= 10
+        assert 0 <= x["accuracy"] <= 1
+        torch_row = next(t for t in rows if t["engine"] == "torch" and t["batch"] == x["batch"])
+        assert abs(x["speedup_vs_torch"] - x["images_per_second"] / torch_row["images_per_second"]) < 0.01
+    # The same model scored the same way: one ONNX file exported from the run, one given.
+    acc = {x["engine"]: x["accuracy"] for x in rows}
+    assert acc["ort"] == acc["m.onnx"] == acc["torch"]
+    csv_lines = out["csv"].read_text().splitlines()
+    assert len(csv_lines) == 1 + len(rows) and "latency_ms_p99" in csv_lines[0]
+    assert out["md"].read_text().startswith("| engine | batch |")
+    assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_routing_sweep_reports_accuracy_and_latency_per_count(tiny_run):
+    proc = capsdeploy(
+        "bench",
+        "--checkpoint",
+        tiny_run,
+        "--routing-iters",
+        "1,3",
+        "--engines",
+        "ort",
+        "--batch-sizes",
+        4,
+        "--warmup-s",
+        0,
+        "--duration-s",
+        0.05,
+        "--json",
+        "-",
+        check=True,
+    )
+    r = json.loads(proc.stdout)
+    assert r["mode"] == "routing-sweep"
+    rows = {x["routing_iters"]: x for x in r["results"]}
+    assert set(rows) == {1, 3}
+    assert all(0 <= x["accuracy"] <= 1 and x["batch"] == 4 for x in rows.values())
+    assert rows[1]["engine"] == "ort-r1" and rows[3]["engine"] == "ort-r3"
+
+
+def test_bench_refuses_unknown_engines(tiny_run):
+    proc = capsdeploy("bench", "--checkpoint", tiny_run, "--engines", "onnx-int4")
+    assert proc.returncode == 2 and "unknown engine" in proc.stderr

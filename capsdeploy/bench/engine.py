@@ -1,0 +1,316 @@
+"""Engine latency, trtexec-style: per (engine, batch size), warm up, then run back-to-back
+inferences for a fixed duration and report the latency distribution, its coefficient of
+variation and throughput, with the speedup over PyTorch eager measured in the same run.
+
+Engines are named ``<runtime>[-<precision>]`` (torch, ort, ort-fp16, ort-int8, ort-cuda,
+trt, trt-fp16, trt-int8, ...); named engines are exported from the run directory into a
+temporary folder. Explicit model files (``--model a.onnx,b.plan``) are benchmarked as given.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_split
+from ..data.preprocess import prepare_batch
+from ..errors import UsageError
+
+RUNTIMES = ("torch", "torch-cuda", "ort", "ort-cuda", "trt")
+PRECISIONS = ("fp32", "fp16", "int8")
+CV_WARNING = 0.05
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    label: str
+    runtime: str
+    precision: str = "fp32"
+    model: str | None = None  # an explicit file; None: exported from the checkpoint
+    routing_iters: int | None = None
+
+
+def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
+    out = []
+    for name in names:
+        runtime, _, precision = name.partition("-")
+        if runtime in ("torch", "ort") and precision == "cuda":
+            runtime, precision = f"{runtime}-cuda", ""
+        for p in PRECISIONS:  # ort-cuda-fp16 and the like
+            if precision.endswith(p) and precision.startswith("cuda-"):
+                runtime, precision = f"{runtime}-cuda", p
+        precision = precision or "fp32"
+        if runtime not in RUNTIMES or precision not in PRECISIONS:
+            raise UsageError(
+                f"unknown engine {name!r}: use <runtime>[-<precision>] with runtime in {RUNTIMES} "
+                f"and precision in {PRECISIONS}, e.g. ort-int8"
+            )
+        if runtime.startswith("torch") and precision != "fp32":
+            raise UsageError(f"{name}: the PyTorch reference runs FP32 only")
+        out.append(EngineChoice(name, runtime, precision))
+    for m in models:
+        path = Path(m)
+        if not path.is_file():
+            raise UsageError(f"{m}: no such model file")
+        out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", "file", m))
+    labels = [e.label for e in out]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"engines named twice: {labels}")
+    return out
+
+
+def build_backend(choice: EngineChoice, checkpoint: str | None, workdir: Path, threads: int | None = None):
+    """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``."""
+    from ..runtime.select import make_backend
+
+    kw = {"threads": threads} if threads and choice.runtime.startswith("ort") else {}
+    if choice.model:
+        return make_backend(choice.runtime, model=choice.model, **kw)
+    if not checkpoint:
+        raise UsageError(f"engine {choice.label} is built from a run: give --checkpoint RUN_DIR")
+    if choice.runtime.startswith("torch"):
+        kw = {"routing_iters": choice.routing_iters} if choice.routing_iters else {}
+        return make_backend(choice.runtime, checkpoint=checkpoint, **kw)
+    from ..export import ExportOptions, export_onnx
+
+    onnx_path = workdir / f"{choice.precision}-r{choice.routing_iters or 'run'}.onnx"
+    if not onnx_path.exists():
+        export_onnx(
+            checkpoint,
+            onnx_path,
+            ExportOptions(precision=choice.precision, routing_iters=choice.routing_iters, calib_samples=256),
+        )
+    return make_backend(choice.runtime, model=str(onnx_path), **kw)
+
+
+def latency_stats(seconds: list[float], batch: int, wall_s: float) -> dict:
+    ms = np.asarray(seconds) * 1e3
+    mean = float(ms.mean())
+    return {
+        "iterations": len(ms),
+        "latency_ms_min": round(float(ms.min()), 4),
+        "latency_ms_mean": round(mean, 4),
+        "latency_ms_p50": round(float(np.percentile(ms, 50)), 4),
+        "latency_ms_p90": round(float(np.percentile(ms, 90)), 4),
+        "latency_ms_p95": round(float(np.percentile(ms, 95)), 4),
+        "latency_ms_p99": round(float(np.percentile(ms, 99)), 4),
+        "latency_ms_max": round(float(ms.max()), 4),
+        "cv": round(float(ms.std() / mean), 4) if mean > 0 else 0.0,
+        "images_per_second": round(batch * len(ms) / wall_s, 2),
+    }
+
+
+def time_backend(backend, feeds: dict, warmup_s: float, duration_s: float, min_iters: int = 10) -> dict:
+    """Back-to-back inferences: ``warmup_s`` discarded, then at least ``duration_s`` and
+    ``min_iters`` measured (trtexec's --warmUp/--duration, in seconds)."""
+    end = time.perf_counter() + warmup_s
+    backend.infer(feeds)
+    while time.perf_counter() < end:
+        backend.infer(feeds)
+    lat = []
+    start = time.perf_counter()
+    while len(lat) < min_iters or time.perf_counter() - start < duration_s:
+        t0 = time.perf_counter()
+        backend.infer(feeds)
+        lat.append(time.perf_counter() - t0)
+    batch = next(iter(feeds.values())).shape[0]
+    return latency_stats(lat, batch, time.perf_counter() - start)
+
+
+def feeds_for(backend, pixels: np.ndarray, batch: int) -> dict:
+    spec = backend.inputs()[0]
+    meta = backend.metadata
+    reps = -(-batch // len(pixels))
+    chunk = np.concatenate([pixels] * reps)[:batch]
+    return {spec.name: prepare_batch(chunk, meta.input_dtype, meta.normalization)}
+
+
+def accuracy(backend, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
+    meta = backend.metadata
+    name = backend.inputs()[0].name
+    limit = backend.max_batch_size or batch
+    step = min(batch, limit)
+    hits = 0
+    for i in range(0, len(images), step):
+        x = prepare_batch(images[i : i + step], meta.input_dtype, meta.normalization)
+        hits += int((backend.infer({name: x})["scores"].argmax(1) == labels[i : i + step]).sum())
+    return hits / len(images)
+
+
+def bench_engines(
+    choices: list[EngineChoice],
+    checkpoint: str | None,
+    batch_sizes: list[int],
+    warmup_s: float = 0.2,
+    duration_s: float = 3.0,
+    threads: int | None = None,
+    dataset: str = "synthetic",
+    data_dir: str | None = None,
+    test_split: str = "t10k",
+    accuracy_samples: int = 0,
+    progress=None,
+) -> dict:
+    """Every (engine, batch) configuration; ``accuracy_samples`` > 0 also scores each engine on
+    that many test images (all of them with -1)."""
+    if not choices:
+        raise UsageError("name at least one engine (--engines) or model file (--model)")
+    if any(b < 1 for b in batch_sizes) or not batch_sizes:
+        raise UsageError("--batch-sizes must be positive integers")
+    pixels = load_split(dataset, test_split, data_dir, download=False, limit=256).images
+    test = None
+    if accuracy_samples:
+        limit = None if accuracy_samples < 0 else accuracy_samples
+        test = load_split(dataset, test_split, data_dir, download=False, limit=limit)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
+        for choice in choices:
+            backend = build_backend(choice, checkpoint, Path(tmp), threads)
+            try:
+                acc = accuracy(backend, test.images, test.labels) if test is not None else None
+                for batch in batch_sizes:
+                    if backend.max_batch_size and batch > backend.max_batch_size:
+                        continue
+                    if progress:
+                        progress(f"{choice.label} batch {batch}")
+                    stats = time_backend(backend, feeds_for(backend, pixels, batch), warmup_s, duration_s)
+                    rows.append(
+                        {
+                            "engine": choice.label,
+                            "runtime": choice.runtime,
+                            "precision": choice.precision,
+                            "routing_iters": choice.routing_iters
+                            or (backend.metadata.routing_iters if backend.metadata else None),
+                            "batch": batch,
+                            **stats,
+                            "accuracy": acc,
+                            "math": backend.math,
+                        }
+                    )
+            finally:
+                backend.close()
+    _add_speedups(rows)
+    warnings = [
+        f"{r['engine']} batch {r['batch']}: coefficient of variation {r['cv']:.1%} > {CV_WARNING:.0%}; "
+        "the machine is noisy, rerun or lengthen --duration-s"
+        for r in rows
+        if r["cv"] > CV_WARNING
+    ]
+    return {
+        "mode": "engine",
+        "checkpoint": checkpoint,
+        "batch_sizes": batch_sizes,
+        "warmup_s": warmup_s,
+        "duration_s": duration_s,
+        "threads": threads,
+        "results": rows,
+        "warnings": warnings,
+    }
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    """Throughput and p50 latency relative to PyTorch eager (torch, same routing) at the same batch."""
+    ref = {(r["batch"], r["routing_iters"]): r for r in rows if r["runtime"] in ("torch", "torch-cuda")}
+    for r in rows:
+        base = ref.get((r["batch"], r["routing_iters"]))
+        r["speedup_vs_torch"] = round(r["images_per_second"] / base["images_per_second"], 3) if base else None
+        r["p50_vs_torch"] = round(r["latency_ms_p50"] / base["latency_ms_p50"], 3) if base else None
+
+
+def sweep_routing(
+    checkpoint: str,
+    iterations: list[int],
+    engines: list[str],
+    batch: int,
+    **kw,
+) -> dict:
+    """Accuracy and latency per routing iteration count, side by side."""
+    choices = [
+        EngineChoice(f"{e.label}-r{k}", e.runtime, e.precision, None, k)
+        for k in iterations
+        for e in parse_engines(engines, [])
+    ]
+    report = bench_engines(choices, checkpoint, [batch], **kw)
+    report["mode"] = "routing-sweep"
+    report["routing_iters"] = iterations
+    return report
+
+
+# -- output -----------------------------------------------------------------
+COLUMNS = [
+    ("engine", "engine", "{}"),
+    ("batch", "batch", "{}"),
+    ("latency_ms_p50", "p50 ms", "{:.3f}"),
+    ("latency_ms_p90", "p90 ms", "{:.3f}"),
+    ("latency_ms_p99", "p99 ms", "{:.3f}"),
+    ("latency_ms_mean", "mean ms", "{:.3f}"),
+    ("cv", "cv", "{:.1%}"),
+    ("images_per_second", "img/s", "{:.1f}"),
+    ("speedup_vs_torch", "x torch", "{:.2f}"),
+    ("accuracy", "accuracy", "{:.2%}"),
+]
+
+
+def _cell(row, key, fmt) -> str:
+    v = row.get(key)
+    return "-" if v is None else fmt.format(v)
+
+
+def format_table(rows: list[dict], markdown: bool = False) -> str:
+    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    cells = [[_cell(r, k, f) for k, _, f in cols] for r in rows]
+    heads = [h for _, h, _ in cols]
+    if markdown:
+        lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(" --- " for _ in heads) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*heads), *(fmt.format(*c) for c in cells)])
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    import csv
+    import io
+
+    from ..fileio import write_bytes_atomic
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Latency (p50) and throughput against batch size, one line per engine."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_path
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        mine = sorted((r for r in rows if r["engine"] == engine), key=lambda r: r["batch"])
+        xs = [r["batch"] for r in mine]
+        ax1.plot(xs, [r["latency_ms_p50"] for r in mine], marker="o", label=engine)
+        ax2.plot(xs, [r["images_per_second"] for r in mine], marker="o", label=engine)
+    for ax, title in ((ax1, "p50 latency (ms)"), (ax2, "throughput (images/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    ax1.set_yscale("log")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
