@@ -95,6 +95,38 @@ def _list(cast):
     show_default=True,
     help="Concurrency mode: batcher worker threads, each on its own backend.clone().",
 )
+@click.option("--url", help="HTTP mode: a V2 server (capsdeploy serve, Triton), e.g. http://127.0.0.1:8000.")
+@click.option("--model-name", default="capsnet", show_default=True, help="HTTP mode: the model to load.")
+@click.option(
+    "--concurrency",
+    callback=_list(int),
+    metavar="1,4,16,64",
+    help="HTTP mode, closed loop: concurrent clients per level (default 1,4,16,64 unless --request-rate).",
+)
+@click.option(
+    "--request-rate",
+    callback=_list(float),
+    metavar="500,1000",
+    help="HTTP mode, open loop: requests per second per level (latency from the intended send time).",
+)
+@click.option("--poisson", is_flag=True, help="HTTP mode: Poisson arrivals instead of a constant rate.")
+@click.option(
+    "--batch", type=click.IntRange(1), default=1, show_default=True, help="HTTP mode: images per request."
+)
+@click.option(
+    "--binary/--json-tensors",
+    default=True,
+    show_default=True,
+    help="HTTP mode: binary tensor data extension, or JSON tensors.",
+)
+@click.option("--window-s", type=click.FloatRange(0.01), default=2.0, show_default=True, help="HTTP mode.")
+@click.option(
+    "--max-trials",
+    type=click.IntRange(3),
+    default=10,
+    show_default=True,
+    help="HTTP mode: windows per level before reporting the spread instead of a stable result.",
+)
 @click.option("--threads", type=click.IntRange(1), help="ort: intra-op threads.")
 @click.option("--json", "json_dest", metavar="PATH", help="Write the results as JSON; '-' for stdout.")
 @click.option("--csv", "csv_dest", metavar="PATH", help="Engine mode: one CSV row per configuration.")
@@ -111,10 +143,14 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
     Routing sweep: accuracy and latency per routing iteration count:
       capsdeploy bench --checkpoint runs/mnist --routing-iters 1,2,3,4,5 --dataset mnist \\
           --data-dir ../shared/data/mnist
+    HTTP mode (perf_analyzer-style; closed loop, or open loop with --request-rate):
+      capsdeploy bench --url http://127.0.0.1:8000 --concurrency 1,4,16,64 --binary
     Concurrency mode (the default): many single-image clients calling the backend directly
     vs through the dynamic batcher (medians over repeats):
       capsdeploy bench --model model.onnx --clients 32
     """
+    if kw["url"]:
+        return _http_mode(json_dest, kw)
     if engines or routing_iters:
         return _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw)
     for key in ("batch_sizes", "csv_dest", "md_dest", "plot_dest"):
@@ -185,6 +221,32 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
         click.echo(format_table(rows))
         for w in report["warnings"]:
             click.echo(f"warning: {w}", err=True)
+
+
+def _http_mode(json_dest, kw):
+    from ..bench.http import bench_http, format_http
+    from ..envinfo import environment, format_environment
+    from ..fileio import write_json_report
+
+    env = environment()
+    if json_dest != "-":
+        click.echo(format_environment(env) + "\n")
+    report = bench_http(
+        kw["url"],
+        kw["model_name"],
+        kw["concurrency"] or ([] if kw["request_rate"] else [1, 4, 16, 64]),
+        kw["request_rate"],
+        kw["poisson"],
+        kw["batch"],
+        kw["binary"],
+        kw["window_s"],
+        kw["max_trials"],
+    )
+    report = {"environment": env, **report}
+    if json_dest:
+        write_json_report(json_dest, report)
+    if json_dest != "-":
+        click.echo(format_http(report))
 
 
 def _run_dataset(checkpoint) -> str:

@@ -133,3 +133,57 @@ def test_routing_sweep_reports_accuracy_and_latency_per_count(tiny_run):
 def test_bench_refuses_unknown_engines(tiny_run):
     proc = capsdeploy("bench", "--checkpoint", tiny_run, "--engines", "onnx-int4")
     assert proc.returncode == 2 and "unknown engine" in proc.stderr
+
+
+def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path):
+    from capsdeploy.export import ExportOptions as Opts
+    from capsdeploy.export.triton_repo import export_triton
+    from capsdeploy.repository import BatchingOptions
+    from capsdeploy.serve.process import ServerProcess
+
+    export_triton(tiny_run, tmp_path / "repo", Opts(), BatchingOptions())
+    srv = ServerProcess.start([tmp_path / "repo", "--engine", "ort"], tmp_path)
+    try:
+        proc = capsdeploy(
+            "bench",
+            "--url",
+            srv.url,
+            "--concurrency",
+            "1,4",
+            "--request-rate",
+            40,
+            "--poisson",
+            "--window-s",
+            0.3,
+            "--max-trials",
+            3,
+            "--json",
+            "-",
+            check=True,
+        )
+    finally:
+        assert srv.stop() == 0
+    r = json.loads(proc.stdout)
+    assert r["mode"] == "http" and r["encoding"] == "binary" and r["environment"]["cpu_count"] >= 1
+    closed = [lv for lv in r["levels"] if lv["loop"] == "closed"]
+    opened = [lv for lv in r["levels"] if lv["loop"] == "open"]
+    assert [lv["concurrency"] for lv in closed] == [1, 4] and opened[0]["request_rate"] == 40
+    for lv in r["levels"]:
+        assert 1 <= lv["trials"] <= 3 and len(lv["windows"]) == lv["trials"]
+        assert lv["status_codes"] == {"200": sum(lv["status_codes"].values())} and lv["errors"] == 0
+        assert lv["latency_ms_p50"] <= lv["latency_ms_p90"] <= lv["latency_ms_p95"] <= lv["latency_ms_p99"]
+        assert lv["throughput_rps"] > 0 and isinstance(lv["stable"], bool)
+        s = lv["server"]
+        assert s["requests"] >= sum(w["completed"] for w in lv["windows"][-3:])
+        assert s["executions"] >= 1 and s["queue_us_avg"] >= 0 and s["compute_infer_us_avg"] > 0
+    assert opened[0]["poisson"] is True and opened[0]["late_sends"] >= 0
+
+
+def test_stability_rule():
+    from capsdeploy.bench.http import stable
+
+    w = lambda t, p: {"throughput_rps": t, "latency_ms_p99": p}  # noqa: E731
+    assert not stable([w(100, 10), w(100, 10)])  # needs three windows
+    assert stable([w(50, 30), w(100, 10), w(105, 10.5), w(96, 9.7)])  # only the last three count
+    assert not stable([w(100, 10), w(100, 10), w(125, 10)])  # throughput off by more than 10%
+    assert not stable([w(100, 10), w(100, 10), w(100, 13)])  # p99 off by more than 10%

@@ -514,3 +514,22 @@ def test_serving_a_repository_never_imports_torch(tiny_repo, tmp_path):
     finally:
         assert srv.stop() == 0, srv.log.read_text()
     assert "torch" not in json.loads(modules.read_text())
+
+
+def test_accepted_connections_have_nagle_off():
+    """A response goes out as two writes (headers, body); with Nagle on, the body waited for
+    the client's delayed ACK (measured: 44 ms per request instead of 3). asyncio sets
+    TCP_NODELAY only on sockets whose proto is TCP, and accepted sockets inherit it."""
+    import socket
+
+    from capsdeploy.serve.server import bind
+
+    listener = bind("127.0.0.1", 0)
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        assert listener.proto == socket.IPPROTO_TCP and accepted.proto == socket.IPPROTO_TCP
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in (client, accepted, listener):
+            s.close()

@@ -1,0 +1,332 @@
+"""Load on a V2 server, perf_analyzer-style, from an asyncio client (aiohttp).
+
+Closed loop: N clients, each sending its next request when its last answer came.
+Open loop: a schedule of send times (constant rate, or Poisson arrivals); latency is
+measured from the **intended** send time, so a stalled server cannot hide its queueing
+behind a client that stopped sending (no coordinated omission), and sends that left late
+are counted. Measurement windows follow perf_analyzer's stability rule: the last three
+windows within +-10% on throughput and p99, at most ``max_trials`` windows; when that never
+happens the spread is reported instead of failing. The server's own split (queue, compute)
+comes from the difference of ``/v2/models/{m}/stats`` over the measured windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UsageError
+
+STABILITY = 0.10
+LATE_S = 0.001  # a send more than 1 ms after its intended time counts as late
+
+
+@dataclass
+class Window:
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    late: int = 0
+
+    def summary(self) -> dict:
+        ok = np.asarray(self.latencies) * 1e3
+        return {
+            "seconds": round(self.seconds, 3),
+            "completed": int(len(ok)),
+            "throughput_rps": round(len(ok) / self.seconds, 2) if self.seconds else 0.0,
+            "latency_ms_p99": round(float(np.percentile(ok, 99)), 3) if len(ok) else None,
+        }
+
+
+def stable(windows: list[dict]) -> bool:
+    """perf_analyzer's rule: the last three windows within +-10% of their mean, on both."""
+    if len(windows) < 3:
+        return False
+    last = windows[-3:]
+    for key in ("throughput_rps", "latency_ms_p99"):
+        vals = [w[key] for w in last]
+        if any(v is None for v in vals):
+            return False
+        mean = sum(vals) / 3
+        if mean == 0 or any(abs(v - mean) > STABILITY * mean for v in vals):
+            return False
+    return True
+
+
+class V2Target:
+    """One model on one server: its request body built once, its stats read on demand."""
+
+    def __init__(self, session, url: str, model: str, batch: int, binary: bool):
+        self.session, self.url, self.model = session, url.rstrip("/"), model
+        self.batch, self.binary = batch, binary
+        self.body = b""
+        self.headers: dict[str, str] = {}
+
+    async def prepare(self, pixels: np.ndarray) -> None:
+        meta = await self.get_json(f"/v2/models/{self.model}")
+        cfg = await self.get_json(f"/v2/models/{self.model}/config")
+        spec = meta["inputs"][0]
+        norm = json.loads(
+            cfg.get("parameters", {}).get("capsdeploy.normalization", {}).get("string_value", "{}") or "{}"
+        )
+        x = np.concatenate([pixels] * (-(-self.batch // len(pixels))))[: self.batch]
+        if spec["datatype"] == "UINT8":
+            data = x.astype(np.uint8)
+        elif spec["datatype"] == "FP32":
+            from ..data.preprocess import normalize
+
+            data = normalize(x, norm) if norm else x.astype(np.float32) / 255
+        else:
+            raise UsageError(f"bench --url sends UINT8 or FP32 images; {self.model} takes {spec['datatype']}")
+        shape = [self.batch, *x.shape[1:]]
+        if self.binary:
+            raw = np.ascontiguousarray(data).tobytes()
+            header = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": spec["name"],
+                            "datatype": spec["datatype"],
+                            "shape": shape,
+                            "parameters": {"binary_data_size": len(raw)},
+                        }
+                    ],
+                    "parameters": {"binary_data_output": True},
+                }
+            ).encode()
+            self.body = header + raw
+            self.headers = {"Inference-Header-Content-Length": str(len(header))}
+        else:
+            self.body = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": spec["name"],
+                            "datatype": spec["datatype"],
+                            "shape": shape,
+                            "data": data.ravel().tolist(),
+                        }
+                    ]
+                }
+            ).encode()
+            self.headers = {"Content-Type": "application/json"}
+
+    async def get_json(self, path: str) -> dict:
+        async with self.session.get(self.url + path) as r:
+            if r.status != 200:
+                raise UsageError(
+                    f"{self.url}{path}: HTTP {r.status}; is the server up and the model name right?"
+                )
+            return await r.json(content_type=None)
+
+    async def infer(self) -> int:
+        async with self.session.post(
+            f"{self.url}/v2/models/{self.model}/infer", data=self.body, headers=self.headers
+        ) as r:
+            await r.read()
+            return r.status
+
+    async def stats(self) -> dict:
+        return (await self.get_json(f"/v2/models/{self.model}/stats"))["model_stats"][0]
+
+
+async def _closed_window(target: V2Target, clients: int, seconds: float) -> Window:
+    w = Window(seconds)
+    end = time.perf_counter() + seconds
+
+    async def client():
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            status = await _call(target)
+            w.statuses[status] += 1
+            if status == 200:
+                w.latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    w.seconds = time.perf_counter() - start
+    return w
+
+
+async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: float, rng) -> Window:
+    w = Window(seconds)
+    n = max(1, int(rate * seconds))
+    gaps = rng.exponential(1 / rate, n) if poisson else np.full(n, 1 / rate)
+    start = time.perf_counter()
+    intended = start + np.cumsum(gaps) - gaps[0]
+    tasks = []
+
+    async def one(t_intended: float):
+        now = time.perf_counter()
+        if now - t_intended > LATE_S:
+            w.late += 1
+        status = await _call(target)
+        w.statuses[status] += 1
+        if status == 200:
+            w.latencies.append(time.perf_counter() - t_intended)  # from the intended send time
+
+    for t in intended:
+        delay = t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(t)))
+    await asyncio.gather(*tasks)
+    w.seconds = max(time.perf_counter() - start, seconds)
+    return w
+
+
+async def _call(target: V2Target) -> int:
+    try:
+        return await target.infer()
+    except (OSError, asyncio.TimeoutError) as e:  # connection refused or reset: a failed request
+        return {ConnectionRefusedError: -111}.get(type(e), -1)
+
+
+def _server_split(before: dict, after: dict) -> dict:
+    def d(path):
+        a, b = after["inference_stats"][path], before["inference_stats"][path]
+        return a["count"] - b["count"], a["ns"] - b["ns"]
+
+    n_ok, ns_ok = d("success")
+    n_q, ns_q = d("queue")
+    n_c, ns_c = d("compute_infer")
+    execs = after["execution_count"] - before["execution_count"]
+    rows = after["inference_count"] - before["inference_count"]
+    return {
+        "requests": n_ok,
+        "request_us_avg": round(ns_ok / n_ok / 1e3, 1) if n_ok else None,
+        "queue_us_avg": round(ns_q / n_q / 1e3, 1) if n_q else None,
+        "compute_infer_us_avg": round(ns_c / n_c / 1e3, 1) if n_c else None,
+        "executions": execs,
+        "mean_batch_rows": round(rows / execs, 2) if execs else None,
+    }
+
+
+async def _level(target, run_window, window_s: float, max_trials: int) -> dict:
+    summaries, windows = [], []
+    before = await target.stats()
+    for _ in range(max_trials):
+        w = await run_window(window_s)
+        windows.append(w)
+        summaries.append(w.summary())
+        if stable(summaries):
+            break
+    after = await target.stats()
+    used = windows[-3:] if len(windows) >= 3 else windows
+    lat = np.asarray([x for w in used for x in w.latencies]) * 1e3
+    secs = sum(w.seconds for w in used)
+    statuses = sum((w.statuses for w in windows), Counter())
+    tp = [s["throughput_rps"] for s in summaries[-3:]]
+    return {
+        "stable": stable(summaries),
+        "trials": len(windows),
+        "windows": summaries,
+        "throughput_rps": round(len(lat) / secs, 2) if secs else 0.0,
+        "images_per_second": round(len(lat) * target.batch / secs, 2) if secs else 0.0,
+        "throughput_spread": round((max(tp) - min(tp)) / (sum(tp) / len(tp)), 3) if sum(tp) else None,
+        **{
+            f"latency_ms_p{p}": (round(float(np.percentile(lat, p)), 3) if len(lat) else None)
+            for p in (50, 90, 95, 99)
+        },
+        "latency_ms_mean": round(float(lat.mean()), 3) if len(lat) else None,
+        "status_codes": {str(k): v for k, v in sorted(statuses.items())},
+        "errors": sum(v for k, v in statuses.items() if k != 200),
+        "late_sends": sum(w.late for w in windows),
+        "server": _server_split(before, after),
+    }
+
+
+async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_s, max_trials, seed, pixels):
+    try:
+        import aiohttp
+    except ImportError:
+        raise UsageError("bench --url needs aiohttp: pip install aiohttp") from None
+    connector = aiohttp.TCPConnector(limit=max([*concurrency, 64]) * 2)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True) as session:
+        target = V2Target(session, url, model, batch, binary)
+        await target.prepare(pixels)
+        levels = []
+        for c in concurrency:
+            r = await _level(target, lambda s, c=c: _closed_window(target, c, s), window_s, max_trials)
+            levels.append({"loop": "closed", "concurrency": c, **r})
+        rng = np.random.default_rng(seed)
+        for rate in rates:
+            r = await _level(
+                target, lambda s, rate=rate: _open_window(target, rate, poisson, s, rng), window_s, max_trials
+            )
+            levels.append({"loop": "open", "request_rate": rate, "poisson": poisson, **r})
+        return levels
+
+
+def bench_http(
+    url: str,
+    model: str = "capsnet",
+    concurrency: list[int] | tuple = (1, 4, 16, 64),
+    request_rates: list[float] | tuple = (),
+    poisson: bool = False,
+    batch: int = 1,
+    binary: bool = True,
+    window_s: float = 2.0,
+    max_trials: int = 10,
+    seed: int = 0,
+) -> dict:
+    if any(c < 1 for c in concurrency) or any(r <= 0 for r in request_rates):
+        raise UsageError("--concurrency and --request-rate must be positive")
+    if batch < 1 or window_s <= 0 or max_trials < 3:
+        raise UsageError(
+            "--batch >= 1, --window-s > 0 and --max-trials >= 3 (the stability rule needs 3 windows)"
+        )
+    from ..data import load_split
+
+    pixels = load_split("synthetic", "t10k", limit=64).images
+    levels = asyncio.run(
+        _bench(
+            url,
+            model,
+            list(concurrency),
+            list(request_rates),
+            poisson,
+            batch,
+            binary,
+            window_s,
+            max_trials,
+            seed,
+            pixels,
+        )
+    )
+    return {
+        "mode": "http",
+        "url": url,
+        "model": model,
+        "batch": batch,
+        "encoding": "binary" if binary else "json",
+        "window_s": window_s,
+        "max_trials": max_trials,
+        "stability": f"last 3 windows within +-{STABILITY:.0%} on throughput and p99",
+        "levels": levels,
+    }
+
+
+def format_http(report: dict) -> str:
+    head = f"{'load':<18}{'img/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>7}{'late':>6}{'stable':>8}  server queue/compute us, batch"
+    lines = [head]
+    for lv in report["levels"]:
+        load = (
+            f"c={lv['concurrency']}"
+            if lv["loop"] == "closed"
+            else f"rate={lv['request_rate']:g}/s" + (" P" if lv["poisson"] else "")
+        )
+        s = lv["server"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(
+            f"{load:<18}{lv['images_per_second']:>9.1f}{fmt(lv['latency_ms_p50']):>9}{fmt(lv['latency_ms_p90']):>9}"
+            f"{fmt(lv['latency_ms_p99']):>9}{lv['errors']:>7}{lv['late_sends']:>6}"
+            f"{('yes' if lv['stable'] else 'no'):>8}  {s['queue_us_avg']}/{s['compute_infer_us_avg']}, {s['mean_batch_rows']}"
+        )
+    return "\n".join(lines)
