@@ -15,6 +15,28 @@ def _version(dist: str) -> str | None:
         return None
 
 
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU model and the instruction-set flags that decide CPU inference speed: AVX-512,
+    VNNI (int8 dot products), BF16, AMX. Linux /proc/cpuinfo; empty elsewhere."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return {"cpu_model": platform.processor() or None, "cpu_flags": []}
+    model, flags = None, set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return {"cpu_model": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def environment() -> dict:
     """Torch is reported when installed; an ONNX Runtime deployment may have none."""
     try:
@@ -26,6 +48,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": __import__("os").cpu_count(),
+        **cpu_info(),
         "torch": torch.__version__ if torch else None,
         "torch_threads": torch.get_num_threads() if torch else None,
         "onnx": _version("onnx"),

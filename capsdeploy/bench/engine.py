@@ -188,11 +188,20 @@ def bench_engines(
                             **stats,
                             "accuracy": acc,
                             "math": backend.math,
+                            "_flops": _flops_of(backend, choice),
                         }
                     )
             finally:
                 backend.close()
     _add_speedups(rows)
+    from .flops import peak_gemm_gflops
+
+    peak = peak_gemm_gflops()
+    for r in rows:
+        flops = r.pop("_flops", None)
+        r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
+        r["effective_gflops"] = round(flops * r["images_per_second"] / 1e9, 1) if flops else None
+        r["fraction_of_fp32_peak"] = round(r["effective_gflops"] / peak, 3) if flops else None
     warnings = [
         f"{r['engine']} batch {r['batch']}: coefficient of variation {r['cv']:.1%} > {CV_WARNING:.0%}; "
         "the machine is noisy, rerun or lengthen --duration-s"
@@ -206,9 +215,19 @@ def bench_engines(
         "warmup_s": warmup_s,
         "duration_s": duration_s,
         "threads": threads,
+        "peak_fp32_gemm_gflops": round(peak, 1),
         "results": rows,
         "warnings": warnings,
     }
+
+
+def _flops_of(backend, choice: EngineChoice) -> int | None:
+    from .flops import capsnet_flops
+
+    meta = backend.metadata
+    if meta is None or "model" not in meta.run_config:
+        return None
+    return capsnet_flops(meta.run_config["model"], choice.routing_iters or meta.routing_iters)
 
 
 def _add_speedups(rows: list[dict]) -> None:
@@ -250,6 +269,7 @@ COLUMNS = [
     ("cv", "cv", "{:.1%}"),
     ("images_per_second", "img/s", "{:.1f}"),
     ("speedup_vs_torch", "x torch", "{:.2f}"),
+    ("effective_gflops", "GFLOP/s", "{:.1f}"),
     ("accuracy", "accuracy", "{:.2%}"),
 ]
 

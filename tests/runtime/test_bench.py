@@ -49,6 +49,9 @@ LATENCY_FIELDS = {
     "speedup_vs_torch",
     "p50_vs_torch",
     "iterations",
+    "gflop_per_image",
+    "effective_gflops",
+    "fraction_of_fp32_peak",
 }
 
 
@@ -82,7 +85,8 @@ def test_engine_mode_reports_every_field_and_writes_csv_markdown_plot(tiny_run, 
         check=True,
     )
     r = json.loads(proc.stdout)
-    assert r["mode"] == "engine" and r["environment"]["cpu_count"] >= 1
+    assert r["mode"] == "engine" and r["environment"]["cpu_count"] >= 1 and r["peak_fp32_gemm_gflops"] > 0
+    assert "cpu_flags" in r["environment"] and "cpu_model" in r["environment"]
     rows = r["results"]
     assert {(x["engine"], x["batch"]) for x in rows} == {
         (e, b) for e in ("torch", "ort", "m.onnx") for b in (1, 4)
@@ -187,3 +191,24 @@ def test_stability_rule():
     assert stable([w(50, 30), w(100, 10), w(105, 10.5), w(96, 9.7)])  # only the last three count
     assert not stable([w(100, 10), w(100, 10), w(125, 10)])  # throughput off by more than 10%
     assert not stable([w(100, 10), w(100, 10), w(100, 13)])  # p99 off by more than 10%
+
+
+def test_cpu_info_reads_the_flags_that_matter():
+    from capsdeploy.envinfo import cpu_info
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16\n"
+    info = cpu_info(text)
+    assert info["cpu_model"] == "AMD EPYC 9R14"
+    assert info["cpu_flags"] == ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
+    assert cpu_info("model name\t: old\nflags\t: sse2 avx2\n")["cpu_flags"] == ["avx2"]
+
+
+def test_flops_of_the_paper_model():
+    from capsdeploy.bench.flops import capsnet_flops
+    from capsdeploy.model import CapsNetConfig
+
+    cfg = CapsNetConfig().to_dict()
+    # conv1 20*20*256*81, primary 6*6*256*256*81, predictions 1152*8*160, routing 5 * 1152*160
+    macs = 8_294_400 + 191_102_976 + 1_474_560 + 5 * 184_320
+    assert capsnet_flops(cfg, 3) == 2 * macs
+    assert capsnet_flops(cfg, 1) == 2 * (macs - 4 * 184_320)
