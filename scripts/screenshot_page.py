@@ -19,7 +19,7 @@ def main(repo: str, out: str) -> None:
 
     tmp = Path(out).parent
     tmp.mkdir(parents=True, exist_ok=True)
-    srv = ServerProcess.start([repo, "--engine", "ort"], tmp)
+    srv = ServerProcess.start([repo, "--engine", "ort", "--drain-delay", "0"], tmp)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])

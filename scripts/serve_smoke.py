@@ -29,7 +29,7 @@ def post(url: str, body: bytes, content_type: str) -> dict:
 def main(repo: str) -> int:
     image = load_split("synthetic", "t10k", limit=1).images[0, 0]  # uint8 [28, 28]
     with tempfile.TemporaryDirectory() as logs:
-        srv = ServerProcess.start([repo, "--engine", "ort"], logs)
+        srv = ServerProcess.start([repo, "--engine", "ort", "--drain-delay", "0"], logs)
         try:
             meta = json.loads(urllib.request.urlopen(srv.url + "/v2/models/capsnet", timeout=30).read())
             spec = meta["inputs"][0]

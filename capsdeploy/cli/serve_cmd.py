@@ -31,12 +31,21 @@ from .common import batching_from, batching_options, handle_errors
     help="Largest request body.",
 )
 @click.option(
+    "--drain-delay",
+    "drain_delay_s",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="On SIGTERM: seconds to keep serving, not ready and with `Connection: close`, before the "
+    "listener closes (time for load balancers to stop routing here).",
+)
+@click.option(
     "--grace",
     "grace_s",
     type=click.FloatRange(0),
-    default=30.0,
+    default=20.0,
     show_default=True,
-    help="On SIGTERM: seconds accepted requests get to finish.",
+    help="On SIGTERM, after --drain-delay: seconds accepted requests get to finish.",
 )
 @click.option(
     "--log-level",
@@ -46,7 +55,7 @@ from .common import batching_from, batching_options, handle_errors
 )
 @batching_options("--model only: ")
 @handle_errors
-def serve_cmd(repository, model, engine, host, port, max_body_mb, grace_s, log_level, **kw):
+def serve_cmd(repository, model, engine, host, port, max_body_mb, drain_delay_s, grace_s, log_level, **kw):
     """Serve a Triton model repository over the KServe V2 / Triton HTTP protocol.
 
     \b
@@ -60,7 +69,8 @@ def serve_cmd(repository, model, engine, host, port, max_body_mb, grace_s, log_l
     \b
     Endpoints: /v2/health/{live,ready}, /v2, /v2/models/{m}[/versions/{v}]
     [/ready|/config|/stats|/infer], /v1/predict (PNG/JPEG upload), /metrics (Prometheus).
-    SIGTERM: readiness off, accepted requests finish within --grace, exit 0.
+    SIGTERM: readiness off and `Connection: close` for --drain-delay seconds, then the
+    listener closes and accepted requests finish within --grace; exit 0.
     """
     import logging
 
@@ -84,7 +94,7 @@ def serve_cmd(repository, model, engine, host, port, max_body_mb, grace_s, log_l
     try:
         for m in models.values():
             m.backend.warmup()  # the first request should not pay for lazy initialization
-        run(state, host, port, grace_s, log_level)
+        run(state, host, port, grace_s, log_level, drain_delay_s)
     finally:
         for m in models.values():
             m.close(drain_s=0)

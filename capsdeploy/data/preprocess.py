@@ -50,13 +50,24 @@ def normalize(pixels: np.ndarray, normalization: dict) -> np.ndarray:
     return (x - mean) / std
 
 
+MAX_IMAGE_PIXELS = 25_000_000  # a 5000 x 5000 photo; far beyond what a 28 x 28 model needs
+
+
 def decode_image(
     data: bytes, channels: int, size: int, invert: bool = False, name: str = "upload"
 ) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 [C, size, size]."""
     try:
         img = Image.open(io.BytesIO(data))
+        # The header says how large the image is; refuse a huge one before decoding it.
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise UsageError(
+                f"{name}: {img.width}x{img.height} pixels is more than the {MAX_IMAGE_PIXELS:,} accepted; "
+                "send a smaller image (the model sees it at its input size anyway)"
+            )
         img.load()
+    except Image.DecompressionBombError:
+        raise UsageError(f"{name}: image too large to decode safely; send a smaller image") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UsageError(f"{name}: not a readable PNG or JPEG image ({type(e).__name__})") from None
     img = img.convert("L" if channels == 1 else "RGB")

@@ -16,6 +16,7 @@ CAPSNET = "capsnet"  # image -> scores, poses
 DECODER = "capsnet_decoder"  # masked poses -> reconstruction
 PLATFORMS = {"onnx": "onnxruntime_onnx", "trt": "tensorrt_plan"}
 MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
+BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from .config import MODEL_FILES, parse_config
+from .config import BACKEND_FILES, MODEL_FILES, parse_config
 from .dtypes import np_type_of_config
 
 
@@ -48,11 +48,12 @@ def find_models(repo: str | Path) -> list[ModelEntry]:
 
 
 def _entry(d: Path, cfg) -> ModelEntry:
-    filename = cfg.default_model_filename or MODEL_FILES.get(cfg.platform)
+    # Triton accepts `platform: "onnxruntime_onnx"` or the newer `backend: "onnxruntime"`.
+    filename = cfg.default_model_filename or MODEL_FILES.get(cfg.platform) or BACKEND_FILES.get(cfg.backend)
     if filename is None:
         raise UsageError(
-            f"{d}/config.pbtxt: platform {cfg.platform!r} is not served here "
-            f"(supported: {', '.join(MODEL_FILES)})"
+            f"{d}/config.pbtxt: platform {cfg.platform!r} / backend {cfg.backend!r} is not served here "
+            f"(supported: platforms {', '.join(MODEL_FILES)}; backends {', '.join(BACKEND_FILES)})"
         )
     versions = sorted((int(v.name) for v in d.iterdir() if v.is_dir() and v.name.isdigit()), reverse=True)
     for v in versions:

@@ -124,6 +124,11 @@ class DynamicBatcher:
     def workers(self) -> int:
         return len(self._workers)
 
+    @property
+    def stopped(self) -> bool:
+        """Every worker thread has exited (after ``close()``)."""
+        return not any(w.is_alive() for w in self._workers)
+
     def pending(self) -> int:
         """Requests queued, not yet running."""
         with self._cond:

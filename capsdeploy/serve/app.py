@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -33,7 +36,9 @@ from .models import ServedModel
 from .protocol import ProtocolError, encode_infer_response, parse_infer_request
 
 PAGE_DIR = Path(__file__).parent / "page"
-EXTENSIONS = ["classification", "binary_tensor_data", "statistics", "model_configuration", "schedule_policy"]
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_configuration", "schedule_policy"]
+OFF_LOOP_BYTES = 256 << 10  # parse or encode larger bodies in a worker thread, not on the event loop
+JSON_BYTES_PER_VALUE = 32  # generous: "-0.123456789012345678," is 22
 access_log = logging.getLogger("capsdeploy.access")
 
 
@@ -42,6 +47,7 @@ class ServerState:
     models: dict[str, ServedModel]
     max_body_bytes: int = 64 << 20
     ready: bool = True
+    draining: bool = False  # after SIGTERM: answer with `Connection: close` so clients reconnect
     metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self):
@@ -94,18 +100,60 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise HTTPError(413, f"decompressed body exceeds the limit of {limit} bytes (--max-body-mb)")
     if not inflater.eof:
         raise HTTPError(400, f"body is truncated {encoding} data")
+    if inflater.unused_data:
+        raise HTTPError(400, f"{len(inflater.unused_data)} bytes follow the {encoding} data; send one stream")
     return out
 
 
+def accepted_encodings(header: str) -> list[str]:
+    """Codings from an Accept-Encoding header, best first; q=0 excludes one (RFC 9110)."""
+    ranked = []
+    for i, part in enumerate(header.split(",")):
+        token, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for prm in params:
+            name, _, value = prm.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if token and q > 0:
+            ranked.append((-q, i, token.lower()))
+    return [t for _, _, t in sorted(ranked)]
+
+
 def compress_for(request: Request, body: bytes, headers: dict) -> bytes:
-    accept = request.headers.get("accept-encoding", "").lower()
-    if "gzip" in accept:
-        headers["content-encoding"] = "gzip"
-        return gzip.compress(body, compresslevel=1)
-    if "deflate" in accept:
-        headers["content-encoding"] = "deflate"
-        return zlib.compress(body, 1)
+    headers["vary"] = "Accept-Encoding"
+    for coding in accepted_encodings(request.headers.get("accept-encoding", "")):
+        if coding == "gzip":
+            headers["content-encoding"] = "gzip"
+            return gzip.compress(body, compresslevel=1)
+        if coding == "deflate":
+            headers["content-encoding"] = "deflate"
+            return zlib.compress(body, 1)
+        if coding in ("identity", "*"):
+            return body
     return body
+
+
+async def multipart_file(request: Request, body: bytes, limit: int) -> bytes:
+    """The `file` part of a multipart body already read (and size-checked) by read_body."""
+
+    async def stream():
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, stream(), max_part_size=limit).parse()
+    except MultiPartException as e:
+        raise HTTPError(400, f"bad multipart body: {e.message}") from None
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPError(400, "multipart upload needs a file field named `file`")
+        return await upload.read()
+    finally:
+        await form.close()
 
 
 # -- the application ------------------------------------------------------------
@@ -156,13 +204,20 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         try:
             body = await read_body(request, state.max_body_bytes)
             t_parse = time.perf_counter()
-            req = parse_infer_request(
-                body,
-                request.headers.get("inference-header-content-length"),
-                model.inputs,
-                model.output_names,
-                model.max_rows,
-            )
+            header_length = request.headers.get("inference-header-content-length")
+            json_len = int(header_length) if header_length and header_length.isdigit() else len(body)
+            json_cap = 65536 + model.max_rows * sum(i.row_numel for i in model.inputs) * JSON_BYTES_PER_VALUE
+            if json_len > json_cap:
+                raise HTTPError(
+                    413,
+                    f"a JSON request of {json_len} bytes is more than {model.name} can need ({json_cap}); "
+                    "send tensors as binary data (binary_data_size)",
+                )
+            args = (body, header_length, model.inputs, model.output_names, model.max_rows)
+            if len(body) > OFF_LOOP_BYTES:  # keep health checks answering while a big body parses
+                req = await run_in_threadpool(parse_infer_request, *args)
+            else:
+                req = parse_infer_request(*args)
             request.state.request_id = req.id
             decode_s = time.perf_counter() - t_parse
             try:
@@ -180,7 +235,12 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
                 reason = "BACKEND"
                 raise HTTPError(500, str(e)) from None
             t_enc = time.perf_counter()
-            payload, headers = encode_infer_response(model.name, model.version, req, results)
+            if req.rows > 64:
+                payload, headers = await run_in_threadpool(
+                    encode_infer_response, model.name, model.version, req, results
+                )
+            else:
+                payload, headers = encode_infer_response(model.name, model.version, req, results)
             payload = compress_for(request, payload, headers)
             encode_s = time.perf_counter() - t_enc
             outcome = "success"
@@ -207,14 +267,9 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         meta = model.backend.metadata
         if meta is None:
             raise HTTPError(400, f"model {model.name!r} carries no capsdeploy metadata; use the V2 protocol")
+        data = await read_body(request, state.max_body_bytes)  # the body limit holds for multipart too
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            async with request.form(max_part_size=state.max_body_bytes) as form:
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    raise HTTPError(400, "multipart upload needs a file field named `file`")
-                data = await upload.read()
-        else:
-            data = await read_body(request, state.max_body_bytes)
+            data = await multipart_file(request, data, state.max_body_bytes)
         if not data:
             raise HTTPError(400, "empty body: send a PNG or JPEG image")
         spec = model.inputs[0]
@@ -225,14 +280,16 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         except ValueError:
             raise HTTPError(400, "`top` must be an integer") from None
         try:
-            pixels = decode_image(data, channels, size, invert)
+            pixels = await run_in_threadpool(decode_image, data, channels, size, invert)
         except UsageError as e:
             raise HTTPError(400, str(e)) from None
         x = prepare_batch(pixels[None], meta.input_dtype, meta.normalization)
         try:
             out = await model.batcher.infer_async({spec.name: x})
-        except QueueFullError as e:
+        except (QueueFullError, BatcherClosedError) as e:
             raise HTTPError(503, str(e), {"retry-after": "1"}) from None
+        except RequestTimeoutError as e:
+            raise HTTPError(504, str(e)) from None
         except InferenceError as e:
             raise HTTPError(500, str(e)) from None
         scores = np.asarray(out["scores"][0], dtype=np.float64)
@@ -282,8 +339,8 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
     async def http_error(request, exc: HTTPError):
         return error(exc.status, exc.message, exc.headers)
 
-    async def not_found(request, exc):
-        return error(getattr(exc, "status_code", 404), getattr(exc, "detail", "not found"))
+    async def starlette_error(request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     async def internal(request, exc):
         logging.getLogger("capsdeploy.serve").exception("unhandled error on %s", request.url.path)
@@ -297,18 +354,23 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPError: http_error, 404: not_found, 405: not_found, Exception: internal},
+        exception_handlers={
+            HTTPError: http_error,
+            StarletteHTTPException: starlette_error,
+            Exception: internal,
+        },
         lifespan=lifespan,
     )
     app.state.server = state
-    return AccessLog(app)
+    return AccessLog(app, state)
 
 
 class AccessLog:
     """ASGI middleware: one line per request with its id, status and duration."""
 
-    def __init__(self, app):
+    def __init__(self, app, state: ServerState | None = None):
         self.app = app
+        self.state = state
 
     def __getattr__(self, name):
         return getattr(self.app, name)
@@ -325,7 +387,10 @@ class AccessLog:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
+                extra = [(b"x-request-id", rid.encode("latin-1"))]
+                if self.state is not None and self.state.draining:
+                    extra.append((b"connection", b"close"))  # shutting down: reconnect elsewhere
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         try:

@@ -43,7 +43,7 @@ class ServedModel:
 
     @property
     def platform(self) -> str:
-        return self.config.platform
+        return self.config.platform or self.config.backend
 
     @property
     def max_rows(self) -> int:
@@ -85,7 +85,10 @@ class ServedModel:
 
     def close(self, drain_s: float) -> None:
         self.batcher.close(drain_s)
-        self.backend.close()
+        if self.batcher.stopped:
+            self.backend.close()
+        else:  # a worker is still inside the engine: releasing it now would be unsafe
+            log.warning("%s: a batch is still running after close(); its backend is left open", self.name)
 
 
 def _type_name(value: int) -> str:
@@ -121,7 +124,10 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         on_batch=record,
     )
     inputs = [
-        InputSpec(t.name, np_type_of_config(_type_name(t.data_type)), tuple(t.dims)) for t in config.input
+        InputSpec(
+            t.name, np_type_of_config(_type_name(t.data_type)), tuple(t.dims), config.max_batch_size > 0
+        )
+        for t in config.input
     ]
     return ServedModel(
         name=name,

@@ -31,7 +31,12 @@ class ProtocolError(Exception):
 class InputSpec:
     name: str
     dtype: str  # numpy name
-    dims: tuple[int, ...]  # without the batch dimension; -1 is free
+    dims: tuple[int, ...]  # without the batch dimension (when batched); -1 is free
+    batched: bool = True  # Triton's max_batch_size > 0: requests carry a leading batch axis
+
+    @property
+    def row_numel(self) -> int:
+        return math.prod(max(d, 1) for d in self.dims)
 
 
 @dataclass
@@ -85,6 +90,8 @@ def parse_infer_request(
         doc = json.loads(header)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"the request is not valid JSON ({e}); send a V2 inference request") from None
+    except RecursionError:
+        raise ProtocolError("the request JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ProtocolError("the request must be a JSON object with an `inputs` list")
     params = _dict(doc.get("parameters"), "parameters")
@@ -113,7 +120,7 @@ def parse_infer_request(
     missing = [n for n in specs if n not in arrays]
     if missing:
         raise ProtocolError(f"missing input(s) {missing}")
-    rows = _rows(arrays, max_rows)
+    rows = _rows(arrays, max_rows if all(sp.batched for sp in inputs) else None)
     outputs = _requested_outputs(doc.get("outputs"), output_names)
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
@@ -132,7 +139,7 @@ def parse_infer_request(
 
 def _raw_request(body: bytes, inputs: list[InputSpec], output_names, max_rows) -> InferRequest:
     """Header length 0: the body is the single input's bytes; the batch follows from its size."""
-    if len(inputs) != 1 or any(d < 0 for d in inputs[0].dims):
+    if len(inputs) != 1 or any(d < 0 for d in inputs[0].dims) or not inputs[0].batched:
         raise ProtocolError("a raw binary body (header length 0) needs a model with one fixed-shape input")
     spec = inputs[0]
     row_bytes = int(np.prod(spec.dims, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
@@ -159,10 +166,9 @@ def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) 
         raise ProtocolError(f"input {name!r}: `shape` must be a list of integers")
     if any(d < 0 for d in shape):
         raise ProtocolError(f"input {name!r}: negative dimension in shape {shape}")
-    if len(shape) != len(spec.dims) + 1 or any(
-        w != -1 and d != w for d, w in zip(shape[1:], spec.dims, strict=True)
-    ):
-        want_shape = ["N", *(d if d >= 0 else "?" for d in spec.dims)]
+    given = shape[1:] if spec.batched else shape
+    if len(given) != len(spec.dims) or any(w != -1 and d != w for d, w in zip(given, spec.dims, strict=True)):
+        want_shape = ["N"] * spec.batched + [d if d >= 0 else "?" for d in spec.dims]
         raise ProtocolError(f"input {name!r}: shape {shape} does not fit the model's {want_shape}")
     count = math.prod(shape)
     params = _dict(item.get("parameters"), f"input {name!r} parameters")
@@ -193,7 +199,11 @@ def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) 
         raise ProtocolError(
             f"input {name!r}: FP16 has no JSON form; send it as binary data (binary_data_size)"
         )
-    arr = _json_array(item["data"], name, spec.dtype)
+    data = item["data"]
+    if isinstance(data, list) and data and not isinstance(data[0], list) and len(data) != count:
+        # A flat list of the wrong length: say so before converting it (it may be huge).
+        raise ProtocolError(f"input {name!r}: shape {shape} holds {count} values, `data` has {len(data)}")
+    arr = _json_array(data, name, spec.dtype)
     if arr.size != count:
         raise ProtocolError(f"input {name!r}: shape {shape} holds {count} values, `data` has {arr.size}")
     arr = arr.reshape(shape)
@@ -206,6 +216,8 @@ def _json_array(data, name: str, dtype: str) -> np.ndarray:
         raw = np.asarray(data)
     except ValueError:
         raise ProtocolError(f"input {name!r}: `data` is a ragged nested list") from None
+    except RecursionError:
+        raise ProtocolError(f"input {name!r}: `data` is nested too deeply") from None
     if raw.dtype == object or raw.dtype.kind not in "biuf":
         raise ProtocolError(f"input {name!r}: `data` must hold numbers only")
     target = np.dtype(dtype)
@@ -226,14 +238,14 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
         raise ProtocolError(f"input {name!r}: {bad} NaN or infinite value(s); send finite numbers")
 
 
-def _rows(arrays: dict[str, np.ndarray], max_rows: int) -> int:
+def _rows(arrays: dict[str, np.ndarray], max_rows: int | None) -> int:
     counts = {n: a.shape[0] for n, a in arrays.items()}
     if len(set(counts.values())) > 1:
         raise ProtocolError(f"inputs disagree on the batch size: {counts}")
     rows = next(iter(counts.values()))
     if rows < 1:
         raise ProtocolError("the batch is empty (first dimension 0)")
-    if rows > max_rows:
+    if max_rows is not None and rows > max_rows:
         raise ProtocolError(
             f"{rows} rows in one request; this model takes at most {max_rows} (max_batch_size)"
         )
@@ -256,6 +268,11 @@ def _requested_outputs(raw, output_names: list[str]) -> list[OutputRequest] | No
             raise ProtocolError(f"output {name!r} is requested twice")
         seen.add(name)
         params = _dict(item.get("parameters"), f"output {name!r} parameters")
+        if "classification" in params:
+            raise ProtocolError(
+                f"output {name!r}: the classification extension is not supported; request the scores "
+                "(capsule lengths) and take the top classes client-side, or use /v1/predict"
+            )
         binary = params.get("binary_data")
         out.append(OutputRequest(name, None if binary is None else _bool(binary, "binary_data")))
     return out

@@ -1,9 +1,12 @@
 """Run the app on uvicorn: bind, warm up, serve, and on SIGTERM drain and exit 0.
 
-SIGTERM turns readiness off at once, stops accepting connections, lets every accepted
-request finish within the grace period, then closes the batchers and backends. uvicorn
-re-raises the signal after a graceful shutdown (exit 143); a drained SIGTERM is a clean
-stop for an orchestrator, so we exit 0.
+SIGTERM first turns readiness off and, for ``drain_delay`` seconds, keeps serving while every
+response says ``Connection: close`` (load balancers stop routing here, keep-alive clients
+reconnect elsewhere instead of finding their connection closed under a request). Then the
+listener closes, accepted requests finish, the batchers drain and the backends close, all
+within one deadline: signal + drain_delay + grace. uvicorn re-raises the signal after a
+graceful shutdown (exit 143); a drained SIGTERM is a clean stop, so we exit 0. SIGINT (Ctrl-C)
+skips the delay; a second signal stops at once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import signal
 import socket
 import sys
+import threading
+import time
 
 import uvicorn
 
@@ -21,15 +26,40 @@ log = logging.getLogger("capsdeploy.serve")
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state: ServerState):
+    def __init__(
+        self, config: uvicorn.Config, state: ServerState, drain_delay: float = 0.0, grace: float = 30.0
+    ):
         super().__init__(config)
         self.state = state
+        self.drain_delay = drain_delay
+        self.grace = grace
+        self.deadline: float | None = None  # monotonic time by which everything has stopped
+        self._timer: threading.Timer | None = None
 
     def handle_exit(self, sig, frame) -> None:
-        self.state.ready = False  # load balancers stop sending before the listener closes
-        super().handle_exit(sig, frame)
+        first = not self.state.draining
+        self.state.ready = False
+        self.state.draining = True
+        delay = self.drain_delay if first and sig == signal.SIGTERM else 0.0
+        if first:
+            self.deadline = time.monotonic() + delay + self.grace
+        if delay > 0:
+            log.info("SIGTERM: not ready; serving with Connection: close for %.1f s, then draining", delay)
+            self._timer = threading.Timer(delay, self._stop, args=(sig,))
+            self._timer.daemon = True
+            self._timer.start()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._stop(sig)
+
+    def _stop(self, sig) -> None:
+        super().handle_exit(sig, None)
         if sig == signal.SIGTERM:
             self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic()) if self.deadline is not None else self.grace
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -54,10 +84,20 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(state: ServerState, host: str, port: int, grace_s: float = 30.0, log_level: str = "info") -> None:
+def run(
+    state: ServerState,
+    host: str,
+    port: int,
+    grace_s: float = 20.0,
+    log_level: str = "info",
+    drain_delay_s: float = 0.0,
+) -> None:
+    server: DrainingServer | None = None
+
     def shutdown():
+        drain = server.remaining() if server is not None else grace_s  # one deadline for every phase
         for m in state.models.values():
-            m.close(drain_s=grace_s)
+            m.close(drain_s=drain)
 
     app = create_app(state, on_shutdown=shutdown)
     sock = bind(host, port)
@@ -69,7 +109,7 @@ def run(state: ServerState, host: str, port: int, grace_s: float = 30.0, log_lev
         timeout_graceful_shutdown=grace_s,
         lifespan="on",
     )
-    server = DrainingServer(config, state)
+    server = DrainingServer(config, state, drain_delay_s, grace_s)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {', '.join(sorted(state.models))} on http://{shown}:{actual}", flush=True)
     sys.stdout.flush()

@@ -146,7 +146,7 @@ def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path
     from capsdeploy.serve.process import ServerProcess
 
     export_triton(tiny_run, tmp_path / "repo", Opts(), BatchingOptions())
-    srv = ServerProcess.start([tmp_path / "repo", "--engine", "ort"], tmp_path)
+    srv = ServerProcess.start([tmp_path / "repo", "--engine", "ort", "--drain-delay", "0"], tmp_path)
     try:
         proc = capsdeploy(
             "bench",

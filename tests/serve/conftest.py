@@ -23,6 +23,8 @@ def tiny_repo(tiny_run, tmp_path_factory) -> Path:
 
 
 def start_server(args, tmp: Path, timeout: float = 120, launcher=None, env_extra=None) -> ServerProcess:
+    """A server that stops at once on SIGTERM unless the test asks for a --drain-delay."""
+    args = [*args] if "--drain-delay" in map(str, args) else [*args, "--drain-delay", "0"]
     try:
         return ServerProcess.start(args, tmp, timeout, launcher, env_extra)
     except RuntimeError as e:

@@ -278,6 +278,13 @@ def _binary(size, extra=b"", declared=None):
     }
 
 
+def _huge_png() -> bytes:
+    """20000 x 20000 black pixels: 400 KB on the wire, 400 MB decoded (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _json(inputs, **doc):
     return json.dumps({"inputs": inputs, **doc}).encode()
 
@@ -307,6 +314,33 @@ BAD = [
     ("unknown content-encoding", INFER, valid_body(), {"Content-Encoding": "br"}, 501),
     ("corrupt gzip", INFER, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"}, 400),
     ("bad timeout", INFER, _json([IMG], parameters={"timeout": "soon"}), {}, 400),
+    ("deeply nested json", INFER, b"[" * 100_000, {}, 400),
+    (
+        "deeply nested data",
+        INFER,
+        b'{"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": '
+        + b"[" * 100_000
+        + b"]}]}",
+        {},
+        400,
+    ),
+    ("json far larger than the model needs", INFER, _json([{**IMG, "data": [0.0] * 3_000_000}]), {}, 413),
+    (
+        "classification extension",
+        INFER,
+        _json([IMG], outputs=[{"name": "scores", "parameters": {"classification": 3}}]),
+        {},
+        400,
+    ),
+    (
+        "gzip with trailing bytes",
+        INFER,
+        gzip.compress(valid_body()) + b"junk",
+        {"Content-Encoding": "gzip"},
+        400,
+    ),
+    ("huge image", "/v1/predict", _huge_png(), {"Content-Type": "image/png"}, 400),
+    ("multipart without boundary", "/v1/predict", b"--x\r\n", {"Content-Type": "multipart/form-data"}, 400),
 ]
 
 
@@ -425,6 +459,13 @@ def test_body_limit_is_413(tiny_repo, slow_model):
         bomb = gzip.compress(b" " * 100_000)  # small on the wire, large inflated
         status, _, _ = request(hp, "POST", INFER, bomb, {"Content-Encoding": "gzip"})
         assert status == 413
+        multipart = (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n' + b"\0" * 5000
+        )
+        status, _, body = request(
+            hp, "POST", "/v1/predict", multipart, {"Content-Type": "multipart/form-data; boundary=b"}
+        )
+        assert status == 413 and "limit" in json.loads(body)["error"]
 
 
 def test_sigterm_turns_ready_off_without_reraising():
@@ -533,3 +574,69 @@ def test_accepted_connections_have_nagle_off():
     finally:
         for s in (client, accepted, listener):
             s.close()
+
+
+def test_accept_encoding_q_values(server):
+    body = valid_body()
+    for accept, expected in (
+        ("gzip;q=0, identity", None),
+        ("x-gzip-nope", None),
+        ("deflate;q=0.5, gzip;q=0.9", "gzip"),
+    ):
+        status, headers, reply = request(server.host_port, "POST", INFER, body, {"Accept-Encoding": accept})
+        assert status == 200 and headers.get("content-encoding") == expected, (accept, headers)
+        assert headers["vary"] == "Accept-Encoding"
+
+
+def test_unbatched_and_backend_style_configs(tiny_repo, tmp_path):
+    """max_batch_size 0 (the shape is the whole tensor, nothing is batched) and the
+    `backend: "onnxruntime"` spelling Triton recommends today."""
+    import shutil
+
+    from capsdeploy.serve.models import load_repository
+    from tests.serve.conftest import serve_in_thread
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo)
+    shutil.rmtree(repo / "capsnet")
+    (repo / "capsnet_decoder" / "config.pbtxt").write_text(
+        'name: "capsnet_decoder"\nbackend: "onnxruntime"\nmax_batch_size: 0\n'
+        'input { name: "poses" data_type: TYPE_FP32 dims: [-1, 10, 8] }\n'
+        'output { name: "reconstruction" data_type: TYPE_FP32 dims: [-1, 784] }\n'
+    )
+    models = load_repository(repo, "ort")
+    with serve_in_thread(models) as (hp, _):
+        _, _, meta = request(hp, "GET", "/v2/models/capsnet_decoder")
+        assert json.loads(meta)["inputs"][0]["shape"] == [-1, 10, 8]
+        doc = {"inputs": [{"name": "poses", "datatype": "FP32", "shape": [3, 10, 8], "data": [0.0] * 240}]}
+        status, _, body = request(hp, "POST", "/v2/models/capsnet_decoder/infer", json.dumps(doc).encode())
+        assert status == 200 and json.loads(body)["outputs"][0]["shape"] == [3, 784]
+        doc["inputs"][0]["shape"] = [1, 3, 10, 8]
+        status, _, _ = request(hp, "POST", "/v2/models/capsnet_decoder/infer", json.dumps(doc).encode())
+        assert status == 400
+
+
+def test_sigterm_drain_delay_closes_keep_alive_connections_cleanly(tiny_repo, tmp_path):
+    """During --drain-delay the server is not ready but still answers, telling keep-alive
+    clients to reconnect (Connection: close) instead of closing connections under them."""
+    import signal
+
+    from tests.serve.conftest import start_server
+
+    srv = start_server([tiny_repo, "--engine", "ort", "--drain-delay", "2", "--grace", "5"], tmp_path)
+    conn = http.client.HTTPConnection(srv.host_port, timeout=30)
+    conn.request("POST", INFER, body=valid_body())
+    first = conn.getresponse()
+    assert first.status == 200 and first.getheader("connection") != "close"
+    first.read()
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    conn.request("POST", INFER, body=valid_body())  # the same keep-alive connection
+    second = conn.getresponse()
+    assert second.status == 200 and second.getheader("connection") == "close"
+    second.read()
+    status, headers, _ = request(srv.host_port, "GET", "/v2/health/ready")
+    assert status == 503 and headers.get("connection") == "close"
+    assert srv.proc.wait(30) == 0
+    assert time.monotonic() - t0 >= 1.5  # it kept serving through the delay
