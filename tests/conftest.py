@@ -39,6 +39,16 @@ def _offline(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def trt_ready():
+    """Skip, with the reason, where TensorRT or a CUDA device is missing."""
+    from capsdeploy.runtime.trt.environment import tensorrt_status
+
+    _, why = tensorrt_status()
+    if why:
+        pytest.skip(why)
+
+
+@pytest.fixture
 def mnist_dir() -> Path:
     """The real MNIST files in ../shared; CI must have them, elsewhere skip."""
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():

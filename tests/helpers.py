@@ -57,3 +57,26 @@ def tensorrt_ready() -> bool:
     except UsageError:
         return False
     return True
+
+
+def torch_blocked(tmp_path):
+    """(python -c code running the CLI, env with torch unimportable, path of the imported-modules
+    dump): the inference path of a torch-free install, and what it imported."""
+    from pathlib import Path
+
+    blocker = Path(tmp_path) / "blocked"
+    blocker.mkdir(exist_ok=True)
+    (blocker / "torch.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
+    modules = Path(tmp_path) / "modules.json"
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "sys.argv = ['capsdeploy', *sys.argv[1:]]\n"
+        "from capsdeploy.cli.main import main\n"
+        "main()\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{repo}"}
+    return code, env, modules

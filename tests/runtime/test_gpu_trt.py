@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 
 from capsdeploy.export import ExportOptions, export_onnx
-from capsdeploy.runtime.trt.environment import tensorrt_status
 from tests.helpers import capsdeploy
-
-
-@pytest.fixture
-def trt_ready():
-    _, why = tensorrt_status()
-    if why:
-        pytest.skip(why)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,5 @@
 import importlib.metadata
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from PIL import Image
 
 from capsdeploy.data import load_split
 from capsdeploy.export import ExportOptions, export_onnx
-from tests.helpers import capsdeploy, tensorrt_ready
+from tests.helpers import capsdeploy, tensorrt_ready, torch_blocked
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,20 +74,8 @@ def test_predict_with_onnx_runtime_runs_where_torch_cannot_be_imported(tiny_run,
     images = load_split("synthetic", "t10k", limit=3).images
     for i, img in enumerate(images):
         Image.fromarray(img[0]).save(tmp_path / f"{i}.png")
-    blocker = tmp_path / "blocked"
-    blocker.mkdir()
-    (blocker / "torch.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-    )
-    modules = tmp_path / "modules.json"
-    code = (
-        "import atexit, json, sys\n"
-        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
-        "from capsdeploy.cli.main import main\n"
-        "main()\n"
-    )
+    code, env, modules = torch_blocked(tmp_path)
     args = ["predict", *(tmp_path / f"{i}.png" for i in range(3)), "--engine", "auto", "--model"]
-    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{REPO}"}
     proc = subprocess.run(
         [sys.executable, "-c", code, *map(str, args), tmp_path / "m.onnx"],
         capture_output=True,

@@ -4,15 +4,7 @@ TensorRT is missing."""
 import numpy as np
 import pytest
 
-from capsdeploy.runtime.trt.environment import tensorrt_status
 from tests.helpers import capsdeploy
-
-
-@pytest.fixture
-def trt_ready():
-    _, why = tensorrt_status()
-    if why:
-        pytest.skip(why)
 
 
 @pytest.mark.gpu

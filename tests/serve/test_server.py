@@ -528,27 +528,15 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_repo, tmp_path):
 def test_serving_a_repository_never_imports_torch(tiny_repo, tmp_path):
     """The inference path of a torch-free install: `serve REPO --engine ort` with torch
     unimportable answers V2 requests and /v1/predict."""
+    from tests.helpers import torch_blocked
     from tests.serve.conftest import start_server
 
-    blocker = tmp_path / "blocked"
-    blocker.mkdir()
-    (blocker / "torch.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-    )
-    modules = tmp_path / "modules.json"
-    code = (
-        "import atexit, json, sys\n"
-        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
-        "sys.argv = ['capsdeploy', *sys.argv[1:]]\n"
-        "from capsdeploy.cli.main import main\n"
-        "main()\n"
-    )
-    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    code, env, modules = torch_blocked(tmp_path)
     srv = start_server(
         [tiny_repo, "--engine", "ort"],
         tmp_path,
         launcher=["-c", code],
-        env_extra={"PYTHONPATH": f"{blocker}{__import__('os').pathsep}{root}"},
+        env_extra={"PYTHONPATH": env["PYTHONPATH"]},
     )
     try:
         assert_still_serves(srv.host_port)
