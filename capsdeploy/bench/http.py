@@ -181,10 +181,13 @@ async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: fl
 
 
 async def _call(target: V2Target) -> int:
+    """The HTTP status, or -1 when no answer came (refused, reset, timed out)."""
+    import aiohttp
+
     try:
         return await target.infer()
-    except (OSError, asyncio.TimeoutError) as e:  # connection refused or reset: a failed request
-        return {ConnectionRefusedError: -111}.get(type(e), -1)
+    except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
+        return -1
 
 
 def _server_split(before: dict, after: dict) -> dict:
