@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from capsdeploy.data import load_split
+from capsdeploy.data.preprocess import normalize
 from capsdeploy.serve.process import ServerProcess
 
 
@@ -33,7 +34,11 @@ def main(repo: str) -> int:
         try:
             meta = json.loads(urllib.request.urlopen(srv.url + "/v2/models/capsnet", timeout=30).read())
             spec = meta["inputs"][0]
-            x = image.astype(np.float32) / 255 if spec["datatype"] == "FP32" else image
+            config = json.loads(
+                urllib.request.urlopen(srv.url + "/v2/models/capsnet/config", timeout=30).read()
+            )
+            norm = json.loads(config["parameters"]["capsdeploy.normalization"]["string_value"])
+            x = normalize(image[None, None], norm) if spec["datatype"] == "FP32" else image
             doc = {"inputs": [{**spec, "shape": [1, 1, 28, 28], "data": x.ravel().tolist()}]}
             out = post(srv.url + "/v2/models/capsnet/infer", json.dumps(doc).encode(), "application/json")
             scores = out["outputs"][0]["data"]
