@@ -63,9 +63,21 @@ def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
     return out
 
 
-def build_backend(choice: EngineChoice, checkpoint: str | None, workdir: Path, threads: int | None = None):
-    """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``."""
+def build_backend(
+    choice: EngineChoice,
+    checkpoint: str | None,
+    workdir: Path,
+    threads: int | None = None,
+    data_dir: str | None = None,
+):
+    """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``;
+    INT8 calibrates on the run's training split, looked up in ``data_dir`` first."""
     from ..runtime.select import make_backend
+
+    if threads and choice.runtime.startswith("torch"):
+        import torch
+
+        torch.set_num_threads(threads)  # the reference gets the same threads as the engines
 
     kw = {"threads": threads} if threads and choice.runtime.startswith("ort") else {}
     if choice.model:
@@ -82,7 +94,12 @@ def build_backend(choice: EngineChoice, checkpoint: str | None, workdir: Path, t
         export_onnx(
             checkpoint,
             onnx_path,
-            ExportOptions(precision=choice.precision, routing_iters=choice.routing_iters, calib_samples=256),
+            ExportOptions(
+                precision=choice.precision,
+                routing_iters=choice.routing_iters,
+                calib_samples=256,
+                data_dir=data_dir,
+            ),
         )
     return make_backend(choice.runtime, model=str(onnx_path), **kw)
 
@@ -160,6 +177,7 @@ def bench_engines(
         raise UsageError("name at least one engine (--engines) or model file (--model)")
     if any(b < 1 for b in batch_sizes) or not batch_sizes:
         raise UsageError("--batch-sizes must be positive integers")
+    batch_sizes = list(dict.fromkeys(batch_sizes))
     pixels = load_split(dataset, test_split, data_dir, download=False, limit=256).images
     test = None
     if accuracy_samples:
@@ -168,7 +186,7 @@ def bench_engines(
     rows = []
     with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
         for choice in choices:
-            backend = build_backend(choice, checkpoint, Path(tmp), threads)
+            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir)
             try:
                 acc = accuracy(backend, test.images, test.labels) if test is not None else None
                 for batch in batch_sizes:
@@ -200,8 +218,9 @@ def bench_engines(
     for r in rows:
         flops = r.pop("_flops", None)
         r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
-        r["effective_gflops"] = round(flops * r["images_per_second"] / 1e9, 1) if flops else None
-        r["fraction_of_fp32_peak"] = round(r["effective_gflops"] / peak, 3) if flops else None
+        gflops = flops * r["images_per_second"] / 1e9 if flops else None
+        r["effective_gflops"] = round(gflops, 3) if flops else None
+        r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if flops else None
     warnings = [
         f"{r['engine']} batch {r['batch']}: coefficient of variation {r['cv']:.1%} > {CV_WARNING:.0%}; "
         "the machine is noisy, rerun or lengthen --duration-s"
@@ -231,8 +250,11 @@ def _flops_of(backend, choice: EngineChoice) -> int | None:
 
 
 def _add_speedups(rows: list[dict]) -> None:
-    """Throughput and p50 latency relative to PyTorch eager (torch, same routing) at the same batch."""
-    ref = {(r["batch"], r["routing_iters"]): r for r in rows if r["runtime"] in ("torch", "torch-cuda")}
+    """Throughput and p50 latency relative to PyTorch eager at the same batch and routing count:
+    the CPU reference (torch) where it ran, else torch-cuda."""
+    ref = {}
+    for runtime in ("torch-cuda", "torch"):  # torch last: it wins where both ran
+        ref.update({(r["batch"], r["routing_iters"]): r for r in rows if r["runtime"] == runtime})
     for r in rows:
         base = ref.get((r["batch"], r["routing_iters"]))
         r["speedup_vs_torch"] = round(r["images_per_second"] / base["images_per_second"], 3) if base else None

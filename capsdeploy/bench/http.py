@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UsageError
 
 STABILITY = 0.10
-LATE_S = 0.001  # a send more than 1 ms after its intended time counts as late
+LATE_S = 0.005  # a send more than 5 ms after its intended time counts as late (asyncio timers are ~1 ms)
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     late: int = 0
+    sent: int = 0  # open loop: requests scheduled in the window
 
     def summary(self) -> dict:
         ok = np.asarray(self.latencies) * 1e3
@@ -155,10 +156,16 @@ async def _closed_window(target: V2Target, clients: int, seconds: float) -> Wind
 
 async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: float, rng) -> Window:
     w = Window(seconds)
-    n = max(1, int(rate * seconds))
-    gaps = rng.exponential(1 / rate, n) if poisson else np.full(n, 1 / rate)
+    if poisson:  # arrivals until the window ends, so the offered rate is the rate on average
+        gaps = []
+        while sum(gaps) < seconds:
+            gaps.append(float(rng.exponential(1 / rate)))
+        offsets = np.cumsum(gaps[:-1]) if len(gaps) > 1 else np.zeros(1)
+    else:
+        offsets = np.arange(max(1, int(round(rate * seconds)))) / rate
     start = time.perf_counter()
-    intended = start + np.cumsum(gaps) - gaps[0]
+    intended = start + offsets
+    w.sent = len(intended)
     tasks = []
 
     async def one(t_intended: float):
@@ -176,6 +183,8 @@ async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: fl
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(t)))
     await asyncio.gather(*tasks)
+    # The window lasts until its last answer: a server that cannot keep up stretches it, and
+    # the throughput (completed / seconds) then falls below the offered rate.
     w.seconds = max(time.perf_counter() - start, seconds)
     return w
 
@@ -210,27 +219,42 @@ def _server_split(before: dict, after: dict) -> dict:
     }
 
 
-async def _level(target, run_window, window_s: float, max_trials: int) -> dict:
+def overloaded(offered_rps: float, achieved_rps: float, late: int, sent: int) -> bool:
+    """An open-loop level the server could not keep up with: it completed under 90% of the
+    offered rate, or more than 5% of the sends left late (the client itself fell behind)."""
+    return achieved_rps < 0.9 * offered_rps or (sent > 0 and late > 0.05 * sent)
+
+
+async def _level(
+    target, run_window, window_s: float, max_trials: int, offered_rps: float | None = None
+) -> dict:
     summaries, windows = [], []
-    before = await target.stats()
+    snapshots = [await target.stats()]  # server statistics before each window and after the last
     for _ in range(max_trials):
         w = await run_window(window_s)
         windows.append(w)
+        snapshots.append(await target.stats())
         summaries.append(w.summary())
         if stable(summaries):
             break
-    after = await target.stats()
-    used = windows[-3:] if len(windows) >= 3 else windows
+    # Every figure below covers the same windows: the last three (or all, when fewer ran).
+    n = min(3, len(windows))
+    used = windows[-n:]
     lat = np.asarray([x for w in used for x in w.latencies]) * 1e3
     secs = sum(w.seconds for w in used)
-    statuses = sum((w.statuses for w in windows), Counter())
-    tp = [s["throughput_rps"] for s in summaries[-3:]]
-    return {
-        "stable": stable(summaries),
+    statuses = sum((w.statuses for w in used), Counter())
+    tp = [s["throughput_rps"] for s in summaries[-n:]]
+    rps = len(lat) / secs if secs else 0.0
+    late = sum(w.late for w in used)
+    sent = sum(w.sent for w in used)
+    is_stable = stable(summaries)
+    result = {
+        "stable": is_stable,
         "trials": len(windows),
+        "windows_reported": n,
         "windows": summaries,
-        "throughput_rps": round(len(lat) / secs, 2) if secs else 0.0,
-        "images_per_second": round(len(lat) * target.batch / secs, 2) if secs else 0.0,
+        "throughput_rps": round(rps, 2),
+        "images_per_second": round(rps * target.batch, 2),
         "throughput_spread": round((max(tp) - min(tp)) / (sum(tp) / len(tp)), 3) if sum(tp) else None,
         **{
             f"latency_ms_p{p}": (round(float(np.percentile(lat, p)), 3) if len(lat) else None)
@@ -239,9 +263,15 @@ async def _level(target, run_window, window_s: float, max_trials: int) -> dict:
         "latency_ms_mean": round(float(lat.mean()), 3) if len(lat) else None,
         "status_codes": {str(k): v for k, v in sorted(statuses.items())},
         "errors": sum(v for k, v in statuses.items() if k != 200),
-        "late_sends": sum(w.late for w in windows),
-        "server": _server_split(before, after),
+        "late_sends": late,
+        "server": _server_split(snapshots[-n - 1], snapshots[-1]),
     }
+    if offered_rps is not None:
+        result["offered_rps"] = offered_rps
+        result["sent"] = sent
+        result["overloaded"] = overloaded(offered_rps, rps, late, sent)
+        result["stable"] = is_stable and not result["overloaded"]
+    return result
 
 
 async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_s, max_trials, seed, pixels):
@@ -261,7 +291,11 @@ async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_
         rng = np.random.default_rng(seed)
         for rate in rates:
             r = await _level(
-                target, lambda s, rate=rate: _open_window(target, rate, poisson, s, rng), window_s, max_trials
+                target,
+                lambda s, rate=rate: _open_window(target, rate, poisson, s, rng),
+                window_s,
+                max_trials,
+                offered_rps=rate,
             )
             levels.append({"loop": "open", "request_rate": rate, "poisson": poisson, **r})
         return levels

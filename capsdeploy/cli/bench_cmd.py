@@ -149,13 +149,33 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
     vs through the dynamic batcher (medians over repeats):
       capsdeploy bench --model model.onnx --clients 32
     """
+    engine_only = {
+        "batch_sizes": "--batch-sizes",
+        "csv_dest": "--csv",
+        "md_dest": "--markdown",
+        "plot_dest": "--plot",
+    }
     if kw["url"]:
+        given = {
+            "--engines": engines,
+            "--model": models,
+            "--checkpoint": checkpoint,
+            "--routing-iters": routing_iters,
+        }
+        given.update({flag: kw[key] for key, flag in engine_only.items()})
+        stray = [flag for flag, value in given.items() if value]
+        if stray:
+            raise click.UsageError(f"{', '.join(stray)} belong to engine mode, not to --url (HTTP mode)")
+        if kw["poisson"] and not kw["request_rate"]:
+            raise click.UsageError("--poisson shapes open-loop arrivals: give --request-rate too")
         return _http_mode(json_dest, kw)
-    if engines or routing_iters:
+    for flag in ("concurrency", "request_rate", "poisson"):
+        if kw[flag]:
+            raise click.UsageError(f"--{flag.replace('_', '-')} needs --url (HTTP mode)")
+    if routing_iters and models:
+        raise click.UsageError("--routing-iters exports each count from --checkpoint; drop --model")
+    if engines or routing_iters or len(models) > 1 or any(kw[key] for key in engine_only):
         return _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw)
-    for key in ("batch_sizes", "csv_dest", "md_dest", "plot_dest"):
-        if kw.get(key):
-            raise click.UsageError(f"--{key.split('_')[0].replace('md', 'markdown')}... needs --engines")
     _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw)
 
 

@@ -1,6 +1,8 @@
 import json
 import statistics
 
+import pytest
+
 from capsdeploy.export import ExportOptions, export_onnx
 from tests.helpers import capsdeploy
 
@@ -181,6 +183,10 @@ def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path
         assert s["requests"] >= sum(w["completed"] for w in lv["windows"][-3:])
         assert s["executions"] >= 1 and s["queue_us_avg"] >= 0 and s["compute_infer_us_avg"] > 0
     assert opened[0]["poisson"] is True and opened[0]["late_sends"] >= 0
+    assert opened[0]["offered_rps"] == 40 and isinstance(opened[0]["overloaded"], bool)
+    assert opened[0]["sent"] >= sum(
+        w["completed"] for w in opened[0]["windows"][-opened[0]["windows_reported"] :]
+    )
 
 
 def test_stability_rule():
@@ -212,3 +218,48 @@ def test_flops_of_the_paper_model():
     macs = 8_294_400 + 191_102_976 + 1_474_560 + 5 * 184_320
     assert capsnet_flops(cfg, 3) == 2 * macs
     assert capsnet_flops(cfg, 1) == 2 * (macs - 4 * 184_320)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--url", "http://127.0.0.1:9", "--engines", "torch"], "belong to engine mode"),
+        (["--url", "http://127.0.0.1:9", "--batch-sizes", "8"], "belong to engine mode"),
+        (["--url", "http://127.0.0.1:9", "--poisson"], "give --request-rate"),
+        (["--concurrency", "4", "--model", "m.onnx"], "needs --url"),
+        (["--routing-iters", "1,2", "--model", "m.onnx", "--checkpoint", "x"], "drop --model"),
+    ],
+)
+def test_flags_of_another_mode_are_refused(args, words):
+    proc = capsdeploy("bench", *args)
+    assert proc.returncode == 2 and words in proc.stderr
+
+
+def test_model_files_alone_run_engine_mode(tiny_run, tmp_path):
+    export_onnx(tiny_run, tmp_path / "a.onnx", ExportOptions())
+    export_onnx(tiny_run, tmp_path / "b.onnx", ExportOptions(input_dtype="uint8"))
+    proc = capsdeploy(
+        "bench",
+        "--model",
+        f"{tmp_path / 'a.onnx'},{tmp_path / 'b.onnx'}",
+        "--batch-sizes",
+        "2,2",
+        "--warmup-s",
+        0,
+        "--duration-s",
+        0.02,
+        "--json",
+        "-",
+        check=True,
+    )
+    rows = json.loads(proc.stdout)["results"]
+    assert [(r["engine"], r["batch"]) for r in rows] == [("a.onnx", 2), ("b.onnx", 2)]  # duplicates dropped
+    assert all(r["speedup_vs_torch"] is None for r in rows)  # no reference ran: no ratio invented
+
+
+def test_overload_rule():
+    from capsdeploy.bench.http import overloaded
+
+    assert not overloaded(100, 98, late=0, sent=300)
+    assert overloaded(100, 80, late=0, sent=300)  # completed well under the offered rate
+    assert overloaded(100, 99, late=40, sent=300)  # the client fell behind its own schedule
