@@ -59,6 +59,33 @@ def stable(windows: list[dict]) -> bool:
     return True
 
 
+def request_body(name: str, datatype: str, data: np.ndarray, binary: bool) -> tuple[bytes, dict]:
+    """One V2 infer request for ``data``: binary tensor data after a JSON header, or JSON."""
+    tensor = {"name": name, "datatype": datatype, "shape": list(data.shape)}
+    if binary:
+        raw = np.ascontiguousarray(data).tobytes()
+        doc = {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+            "parameters": {"binary_data_output": True},
+        }
+        header = json.dumps(doc).encode()
+        return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+    doc = {"inputs": [{**tensor, "data": data.ravel().tolist()}]}
+    return json.dumps(doc).encode(), {"Content-Type": "application/json"}
+
+
+def send_offsets(rate: float, seconds: float, poisson: bool, rng) -> np.ndarray:
+    """When each request of an open-loop window is due, in seconds from its start: evenly
+    spaced, or Poisson arrivals (exponential gaps) until the window ends."""
+    if not poisson:
+        return np.arange(max(1, int(round(rate * seconds)))) / rate
+    times, t = [0.0], float(rng.exponential(1 / rate))
+    while t < seconds:
+        times.append(t)
+        t += float(rng.exponential(1 / rate))
+    return np.asarray(times)
+
+
 class V2Target:
     """One model on one server: its request body built once, its stats read on demand."""
 
@@ -84,38 +111,7 @@ class V2Target:
             data = normalize(x, norm) if norm else x.astype(np.float32) / 255
         else:
             raise UsageError(f"bench --url sends UINT8 or FP32 images; {self.model} takes {spec['datatype']}")
-        shape = [self.batch, *x.shape[1:]]
-        if self.binary:
-            raw = np.ascontiguousarray(data).tobytes()
-            header = json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": spec["name"],
-                            "datatype": spec["datatype"],
-                            "shape": shape,
-                            "parameters": {"binary_data_size": len(raw)},
-                        }
-                    ],
-                    "parameters": {"binary_data_output": True},
-                }
-            ).encode()
-            self.body = header + raw
-            self.headers = {"Inference-Header-Content-Length": str(len(header))}
-        else:
-            self.body = json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": spec["name"],
-                            "datatype": spec["datatype"],
-                            "shape": shape,
-                            "data": data.ravel().tolist(),
-                        }
-                    ]
-                }
-            ).encode()
-            self.headers = {"Content-Type": "application/json"}
+        self.body, self.headers = request_body(spec["name"], spec["datatype"], data, self.binary)
 
     async def get_json(self, path: str) -> dict:
         async with self.session.get(self.url + path) as r:
@@ -156,13 +152,7 @@ async def _closed_window(target: V2Target, clients: int, seconds: float) -> Wind
 
 async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: float, rng) -> Window:
     w = Window(seconds)
-    if poisson:  # arrivals until the window ends, so the offered rate is the rate on average
-        gaps = []
-        while sum(gaps) < seconds:
-            gaps.append(float(rng.exponential(1 / rate)))
-        offsets = np.cumsum(gaps[:-1]) if len(gaps) > 1 else np.zeros(1)
-    else:
-        offsets = np.arange(max(1, int(round(rate * seconds)))) / rate
+    offsets = send_offsets(rate, seconds, poisson, rng)
     start = time.perf_counter()
     intended = start + offsets
     w.sent = len(intended)

@@ -263,3 +263,42 @@ def test_overload_rule():
     assert not overloaded(100, 98, late=0, sent=300)
     assert overloaded(100, 80, late=0, sent=300)  # completed well under the offered rate
     assert overloaded(100, 99, late=40, sent=300)  # the client fell behind its own schedule
+
+
+def test_open_loop_schedules_and_request_bodies():
+    import numpy as np
+
+    from capsdeploy.bench.http import request_body, send_offsets
+
+    even = send_offsets(100, 2.0, poisson=False, rng=None)
+    assert len(even) == 200 and np.allclose(np.diff(even), 0.01)
+    rng = np.random.default_rng(0)
+    arrivals = send_offsets(100, 20.0, poisson=True, rng=rng)
+    gaps = np.diff(arrivals)
+    assert arrivals[-1] < 20.0 and 1800 < len(arrivals) < 2200  # 100/s on average over the window
+    assert gaps.std() / gaps.mean() > 0.8  # exponential gaps (CV 1), not a fixed spacing (CV 0)
+    x = np.arange(2 * 784, dtype=np.float32).reshape(2, 1, 28, 28)
+    body, headers = request_body("image", "FP32", x, binary=True)
+    n = int(headers["Inference-Header-Content-Length"])
+    assert np.array_equal(np.frombuffer(body[n:], np.float32).reshape(x.shape), x)
+    assert json.loads(body[:n])["inputs"][0]["parameters"]["binary_data_size"] == x.nbytes
+    body, headers = request_body("image", "FP32", x, binary=False)
+    assert headers == {"Content-Type": "application/json"}
+    assert json.loads(body)["inputs"][0]["data"] == x.ravel().tolist()
+
+
+def test_threads_apply_to_the_engines_and_the_torch_reference(tiny_run, tmp_path):
+    import torch
+
+    from capsdeploy.bench.engine import build_backend, parse_engines
+
+    before = torch.get_num_threads()
+    try:
+        torch_choice, ort_choice = parse_engines(["torch", "ort"], [])
+        build_backend(torch_choice, str(tiny_run), tmp_path, threads=1).close()
+        assert torch.get_num_threads() == 1
+        ort = build_backend(ort_choice, str(tiny_run), tmp_path, threads=1)
+        assert ort.session.get_session_options().intra_op_num_threads == 1
+        ort.close()
+    finally:
+        torch.set_num_threads(before)

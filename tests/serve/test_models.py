@@ -79,3 +79,18 @@ def test_repository_with_a_broken_config_refuses_to_start(tiny_repo, tmp_path):
     (copy / "capsnet" / "config.pbtxt").write_text('name: "capsnet"\nmax_batch_sise: 4\n')
     proc = capsdeploy("serve", copy, "--port", "0")
     assert proc.returncode == 2 and "max_batch_sise" in proc.stderr
+
+
+def test_max_body_mb_flag_limits_request_bodies(tiny_repo, tmp_path):
+    import http.client
+
+    from tests.serve.conftest import start_server
+
+    srv = start_server([tiny_repo, "--engine", "ort", "--max-body-mb", "0.001"], tmp_path)  # ~1 KB
+    try:
+        conn = http.client.HTTPConnection(srv.host_port, timeout=30)
+        conn.request("POST", "/v2/models/capsnet/infer", body=b"{" + b" " * 5000 + b"}")
+        r = conn.getresponse()
+        assert r.status == 413 and b"limit" in r.read()
+    finally:
+        assert srv.stop() == 0
