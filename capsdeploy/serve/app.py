@@ -58,9 +58,25 @@ class ServerState:
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
+    def __init__(self, status: int, message: str, headers: dict | None = None, reason: str = "OTHER"):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+        self.reason = reason  # Triton's failure reason: REJECTED, CANCELED, BACKEND, OTHER
+
+
+async def run_batched(model: ServedModel, feeds: dict, timeout_s: float | None = None) -> dict:
+    """The model's outputs for ``feeds`` through its batcher; batcher and engine failures become
+    the HTTP error (and failure reason) every route answers with."""
+    try:
+        return await model.batcher.infer_async(feeds, timeout_s)
+    except QueueFullError as e:
+        raise HTTPError(503, str(e), {"retry-after": "1"}, "REJECTED") from None
+    except RequestTimeoutError as e:
+        raise HTTPError(504, str(e), reason="REJECTED") from None
+    except BatcherClosedError as e:
+        raise HTTPError(503, f"the server is shutting down: {e}", {"retry-after": "1"}, "REJECTED") from None
+    except InferenceError as e:
+        raise HTTPError(500, str(e), reason="BACKEND") from None
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -172,8 +188,7 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         return Response(status_code=200)
 
     async def ready(request):
-        ok = state.ready and all(m.batcher is not None for m in state.models.values())
-        return Response(status_code=200 if ok else 503)
+        return Response(status_code=200 if state.ready else 503)
 
     async def server_metadata(request):
         return JSONResponse({"name": "capsdeploy", "version": __version__, "extensions": EXTENSIONS})
@@ -220,20 +235,7 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
                 req = parse_infer_request(*args)
             request.state.request_id = req.id
             decode_s = time.perf_counter() - t_parse
-            try:
-                results = await model.batcher.infer_async(req.inputs, model.timeout_s(req.timeout_us))
-            except QueueFullError as e:
-                reason = "REJECTED"
-                raise HTTPError(503, str(e), {"retry-after": "1"}) from None
-            except RequestTimeoutError as e:
-                reason = "REJECTED"
-                raise HTTPError(504, str(e)) from None
-            except BatcherClosedError as e:
-                reason = "REJECTED"
-                raise HTTPError(503, f"the server is shutting down: {e}", {"retry-after": "1"}) from None
-            except InferenceError as e:
-                reason = "BACKEND"
-                raise HTTPError(500, str(e)) from None
+            results = await run_batched(model, req.inputs, model.timeout_s(req.timeout_us))
             t_enc = time.perf_counter()
             if req.rows > 64:
                 payload, headers = await run_in_threadpool(
@@ -247,6 +249,9 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
             elapsed = time.perf_counter() - t0
             model.stats.record_request(True, elapsed, decode_s, encode_s)
             return Response(payload, headers=headers)
+        except HTTPError as e:
+            reason = e.reason
+            raise
         except asyncio.CancelledError:  # the client went away
             reason = "CANCELED"
             raise
@@ -284,14 +289,7 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         except UsageError as e:
             raise HTTPError(400, str(e)) from None
         x = prepare_batch(pixels[None], meta.input_dtype, meta.normalization)
-        try:
-            out = await model.batcher.infer_async({spec.name: x})
-        except (QueueFullError, BatcherClosedError) as e:
-            raise HTTPError(503, str(e), {"retry-after": "1"}) from None
-        except RequestTimeoutError as e:
-            raise HTTPError(504, str(e)) from None
-        except InferenceError as e:
-            raise HTTPError(500, str(e)) from None
+        out = await run_batched(model, {spec.name: x})
         scores = np.asarray(out["scores"][0], dtype=np.float64)
         order = np.argsort(-scores)[:top]
         return JSONResponse(
