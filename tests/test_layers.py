@@ -1,4 +1,4 @@
-"""Imports follow the data flow (data -> model -> train / export -> runtime -> bench / serve -> cli),
+"""Imports follow the data flow (data -> model -> train / export -> runtime -> bench / serve / experiments -> cli),
 read from the source, so a wrong-way import fails here before it becomes a cycle or drags torch
 into the inference path."""
 
@@ -15,9 +15,11 @@ FORBIDDEN = {
     "model": {"train", "export", "runtime", "bench", "serve", "cli"},
     "train": {"export", "runtime", "bench", "serve", "cli"},
     "export": {"train", "runtime", "bench", "serve", "cli"},
-    "runtime": {"train", "bench", "serve", "cli"},
+    "runtime": {"train", "bench", "serve", "cli", "experiments"},
     "bench": {"train", "serve", "cli"},
-    "serve": {"train", "bench", "cli"},
+    "serve": {"train", "bench", "cli", "experiments"},
+    # The paper's experiments sit on top: they run exported models through the runtime.
+    "experiments": {"train", "bench", "serve", "cli"},
     # The model repository is a contract between export and serve, neutral like contract.py.
     "repository": {"model", "train", "export", "runtime", "bench", "serve", "cli"},
 }

@@ -7,7 +7,14 @@ from .common import data_options, handle_errors
 
 
 @click.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(), help="Run directory from `capsdeploy train`.")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Run directory from `capsdeploy train` (repeat it with --affine to compare runs).",
+)
 @click.option(
     "--dataset", type=click.Choice(sorted(DATASETS)), help="Default: the dataset the run was trained on."
 )
@@ -21,14 +28,57 @@ from .common import data_options, handle_errors
     "--grid", "grid_path", type=click.Path(dir_okay=False), help="PNG of inputs and their reconstructions."
 )
 @click.option("--grid-count", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--affine",
+    is_flag=True,
+    help="The paper's robustness test: accuracy of each run (trained with --pad 6) on a translated and "
+    "an affNIST-style 40x40 set built deterministically from the test split.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="--affine: seed of the generated sets.")
+@click.option(
+    "--engine",
+    type=click.Choice(["torch", "ort"]),
+    default="torch",
+    show_default=True,
+    help="--affine: run the checkpoints in PyTorch, or export each and run ONNX Runtime.",
+)
 @handle_errors
-def eval_cmd(checkpoint, json_dest, no_download, **kw):
-    """Accuracy, per-class accuracy and confusion matrix of a trained run."""
-    from ..fileio import write_json_report
-    from ..train.report import evaluate_run, format_report
+def eval_cmd(checkpoints, json_dest, no_download, affine, seed, engine, **kw):
+    """Accuracy, per-class accuracy and confusion matrix of a trained run.
 
-    report = evaluate_run(checkpoint, download=not no_download, **kw)
+    \b
+    Affine robustness (paper, Section 5.2), after training both models with --pad 6:
+      capsdeploy eval --affine --checkpoint runs/caps40 --checkpoint runs/cnn40 \\
+          --data-dir ../shared/data/mnist
+    """
+    from ..errors import UsageError
+    from ..fileio import write_json_report
+
+    if affine:
+        from ..experiments.affine import compare_affine, format_affine
+
+        if kw["grid_path"]:
+            raise UsageError("--grid draws one run's reconstructions; use it without --affine")
+        report = compare_affine(
+            list(checkpoints),
+            data_dir=kw["data_dir"],
+            split=kw["split"],
+            max_samples=kw["max_samples"],
+            seed=seed,
+            engine=engine,
+            download=not no_download,
+        )
+        text = format_affine(report)
+    else:
+        from ..train.report import evaluate_run, format_report
+
+        if len(checkpoints) != 1:
+            raise UsageError("several --checkpoint runs are compared with --affine; otherwise pass one")
+        if engine != "torch":
+            raise UsageError("--engine is for --affine; `capsdeploy validate` compares engines")
+        report = evaluate_run(checkpoints[0], download=not no_download, **kw)
+        text = format_report(report)
     if json_dest:
         write_json_report(json_dest, report)
     if json_dest != "-":
-        click.echo(format_report(report))
+        click.echo(text)

@@ -14,6 +14,7 @@ from .predict_cmd import predict_cmd
 from .serve_cmd import serve_cmd
 from .train_cmd import train_cmd
 from .validate_cmd import validate_cmd
+from .viz_cmd import viz_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ cli.add_command(validate_cmd)
 cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(bench_cmd)
+cli.add_command(viz_cmd)
 cli.add_command(info_cmd)
 
 

@@ -11,6 +11,14 @@ from .common import data_options, handle_errors, parse_json_option
 @click.option(
     "--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this directory."
 )
+@click.option(
+    "--arch",
+    type=click.Choice(["capsnet", "cnn-baseline"]),
+    default="capsnet",
+    show_default=True,
+    help="capsnet: the paper's CapsNet (margin loss, routing, decoder). cnn-baseline: the paper's "
+    "baseline CNN (3 conv layers, 35.4M parameters, cross entropy), trained the same way to compare.",
+)
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="mnist", show_default=True)
 @data_options
 @click.option("--train-split", help="Split name: {split}-images-idx3-ubyte[.gz]. Default: train.")
@@ -25,11 +33,32 @@ from .common import data_options, handle_errors, parse_json_option
 @click.option(
     "--lr-decay", type=float, default=0.8, show_default=True, help="Learning rate factor per epoch."
 )
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.999,
+    show_default=True,
+    help="Evaluate and deliver an exponential moving average of the weights, updated every step "
+    "with this decay (warmed up over the first steps). 0: deliver the raw weights.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
-@click.option("--routing-iters", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--detach-inner-routing", is_flag=True, help="Stop gradients through inner routing iterations.")
+@click.option("--routing-iters", type=click.IntRange(1), help="CapsNet only.  [default: 3]")
+@click.option(
+    "--detach-inner-routing",
+    is_flag=True,
+    help="CapsNet only: stop gradients through inner routing iterations.",
+)
+@click.option(
+    "--pad",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Centre every split on a canvas 2*PAD px larger and train with random shifts of up to PAD px "
+    "(digits placed at random). The paper's affine-robustness protocol is --pad 6 (40x40); "
+    "compare with `capsdeploy eval --affine`.",
+)
 @click.option(
     "--model-config",
     help="JSON object (or a path to one) overriding model hyper-parameters, "
@@ -49,7 +78,8 @@ from .common import data_options, handle_errors, parse_json_option
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @handle_errors
 def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
-    """Train a CapsNet; write a run directory (weights, config, metrics, resume state).
+    """Train a CapsNet (or the paper's baseline CNN); write a run directory (weights, config,
+    metrics, resume state).
 
     \b
     Example (the 10,000 real digits in ../shared, tested on the official test set):
@@ -68,6 +98,21 @@ def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
         if not out:
             raise UsageError("--out DIR is required (or --resume DIR)")
         overrides = parse_json_option(model_config, "--model-config")
+        if kw["arch"] != "capsnet":
+            capsule_only = [
+                f
+                for f, on in [
+                    ("--routing-iters", kw["routing_iters"]),
+                    ("--detach-inner-routing", kw["detach_inner_routing"]),
+                ]
+                if on
+            ]
+            if capsule_only:
+                raise UsageError(
+                    f"{', '.join(capsule_only)}: capsule-only; {kw['arch']} has no routing "
+                    "(it is trained with cross entropy, not the margin loss)"
+                )
+        kw["routing_iters"] = kw["routing_iters"] or 3
         opts = TrainOptions(
             out=out, epochs=epochs or 10, download=not no_download, model_overrides=overrides, **kw
         )

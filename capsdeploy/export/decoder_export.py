@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..contract import PREFIX, ModelMetadata
+from ..errors import UsageError
 from ..fileio import atomic_path
 from ..model.checkpoint import load_run
 from ..version import __version__
@@ -38,6 +39,8 @@ class DecoderModule(nn.Module):
 
 def export_decoder(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     model, info = load_run(checkpoint)
+    if not hasattr(model, "decoder"):
+        raise UsageError(f"{checkpoint} is a {info.arch}: it has no decoder")
     cfg = model.config
     module = DecoderModule(model.decoder.net).eval()
     example = torch.rand(2, cfg.num_classes, cfg.digit_dim)

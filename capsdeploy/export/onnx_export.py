@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CapsDeployError, UsageError
 from ..fileio import atomic_path
 from ..model.checkpoint import load_run
@@ -56,6 +56,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
     """Export and write ``output``; return a report (summary, metadata, TRT findings)."""
     _validate_options(opts)
     model, info = load_run(checkpoint, routing_iters=opts.routing_iters)
+    if opts.with_decoder and "reconstruction" not in model.output_names:
+        raise UsageError(f"{checkpoint} is a {info.arch}: it has no decoder to export")
     iters = model.config.routing_iters
     warnings_out = []
     if iters != info.model.routing_iters:
@@ -72,7 +74,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
         with_decoder=opts.with_decoder,
         fp16_io=opts.io_dtype == "float16",
     ).eval()
-    proto = _torch_export(deploy, info.model, opts)
+    proto = _torch_export(deploy, info.model, model.output_names, opts)
     if opts.simplify:
         proto = _simplify(proto)
     if opts.precision == "int8":
@@ -115,14 +117,14 @@ def _validate_options(opts: ExportOptions) -> None:
     TrtVersion.parse(opts.trt_version)  # a bad --trt-version fails before any export work
 
 
-def _torch_export(deploy: DeployModule, cfg, opts: ExportOptions) -> onnx.ModelProto:
+def _torch_export(deploy: DeployModule, cfg, output_names, opts: ExportOptions) -> onnx.ModelProto:
     n = opts.batch or 2  # dynamo specializes a batch of 1; an example of 2 keeps it symbolic
     shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
     if opts.input_dtype == "uint8":
         example = torch.randint(0, 256, shape, dtype=torch.uint8)
     else:
         example = torch.rand(shape, dtype=torch.float16 if opts.io_dtype == "float16" else torch.float32)
-    names = list(OUTPUT_NAMES if opts.with_decoder else OUTPUT_NAMES[:2])
+    names = list(output_names[:3] if opts.with_decoder else output_names[:2])
     dynamic = None if opts.batch else {"image": {0: torch.export.Dim("batch", min=1, max=65536)}}
     return quiet_export(deploy, example, [INPUT_NAME], names, dynamic, opts.opset)
 

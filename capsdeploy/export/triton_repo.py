@@ -1,4 +1,5 @@
-"""checkpoint -> a Triton model repository: ``capsnet`` and ``capsnet_decoder``.
+"""checkpoint -> a Triton model repository: ``capsnet`` and ``capsnet_decoder`` (a baseline
+CNN run: ``cnn_baseline`` alone).
 
 Everything is written into a temporary directory beside the target, validated (protobuf
 parse plus the semantic checks), then renamed into place: a failed export leaves nothing
@@ -19,7 +20,8 @@ import onnx
 from onnx import helper
 
 from ..errors import UsageError
-from ..repository import CAPSNET, DECODER, BatchingOptions, model_config, render_config
+from ..model.checkpoint import read_run_info
+from ..repository import DECODER, MAIN_MODEL, BatchingOptions, model_config, render_config
 from ..repository.config import PLATFORMS, ModelDecl, TensorDecl
 from ..repository.layout import find_models
 from .decoder_export import export_decoder
@@ -65,12 +67,17 @@ def export_triton(
 
 
 def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
-    caps_onnx = staging / CAPSNET / "1" / "model.onnx"
+    arch = read_run_info(checkpoint).arch
+    main_name = MAIN_MODEL[arch]
+    caps_onnx = staging / main_name / "1" / "model.onnx"
     caps_onnx.parent.mkdir(parents=True)
     main = export_onnx(checkpoint, caps_onnx, replace(opts, batch=None))
-    dec_onnx = staging / DECODER / "1" / "model.onnx"
-    dec_onnx.parent.mkdir(parents=True)
-    export_decoder(checkpoint, dec_onnx, opts.opset)
+    files = [(main_name, caps_onnx)]
+    if arch == "capsnet":  # the decoder is its own model, so clients can decode edited poses
+        dec_onnx = staging / DECODER / "1" / "model.onnx"
+        dec_onnx.parent.mkdir(parents=True)
+        export_decoder(checkpoint, dec_onnx, opts.opset)
+        files.append((DECODER, dec_onnx))
 
     meta = onnx.load(str(caps_onnx), load_external_data=False)
     props = {p.key: p.value for p in meta.metadata_props}
@@ -82,7 +89,7 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
         "capsdeploy.precision": opts.precision,
     }
     models = {}
-    for name, onnx_path in ((CAPSNET, caps_onnx), (DECODER, dec_onnx)):
+    for name, onnx_path in files:
         decl = _declare(name, onnx_path, PLATFORMS[platform], parameters)
         files = [onnx_path]
         if platform == "trt":

@@ -85,6 +85,8 @@ class CapsNet(nn.Module):
     capsule (inference).
     """
 
+    output_names = ("scores", "poses", "reconstruction")
+
     def __init__(self, cfg: CapsNetConfig | None = None):
         super().__init__()
         self.config = cfg = cfg or CapsNetConfig()

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import CapsDeployError, UsageError
 from ..fileio import atomic_path, hash_file, write_json_atomic
 from ..version import __version__
-from .capsnet import CapsNet
+from .arch import CAPSNET, arch_of, get_arch
 from .config import CapsNetConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -33,11 +33,15 @@ def default_normalization(channels: int = 1) -> dict:
 class RunInfo:
     """What ``config.json`` holds, parsed; ``raw`` keeps the full document."""
 
-    model: CapsNetConfig
+    model: CapsNetConfig  # or the config of another architecture (``arch``)
     class_names: list[str]
     normalization: dict
     raw: dict
     path: Path
+
+    @property
+    def arch(self) -> str:
+        return self.raw.get("arch", CAPSNET)
 
     @property
     def weights_sha256(self) -> str:
@@ -48,10 +52,11 @@ def sha256_file(path: Path) -> str:
     return hash_file(path, "sha256")
 
 
-def build_config_doc(model_cfg: CapsNetConfig, class_names, normalization: dict, **extra) -> dict:
+def build_config_doc(model_cfg, class_names, normalization: dict, **extra) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "capsdeploy_version": __version__,
+        "arch": arch_of(model_cfg).name,
         "model": model_cfg.to_dict(),
         "input": {
             "channels": model_cfg.in_channels,
@@ -65,7 +70,7 @@ def build_config_doc(model_cfg: CapsNetConfig, class_names, normalization: dict,
     }
 
 
-def save_run(run_dir: str | Path, model: CapsNet, doc: dict) -> Path:
+def save_run(run_dir: str | Path, model: torch.nn.Module, doc: dict) -> Path:
     """Write weights then config (with the weights' sha256) into ``run_dir``."""
     run_dir = Path(run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -88,9 +93,10 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         )
     try:
         raw = json.loads(cfg_path.read_text())
-        model_cfg = CapsNetConfig.from_dict(raw["model"])
+        # Runs written before there was a choice of architecture are CapsNets.
+        model_cfg = get_arch(raw.get("arch", CAPSNET)).config_cls.from_dict(raw["model"])
         return RunInfo(model_cfg, list(raw["class_names"]), raw["input"]["normalization"], raw, run_dir)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UsageError) as e:
         raise CapsDeployError(
             f"{cfg_path}: unreadable run config ({e}); retrain or restore the file"
         ) from None
@@ -100,7 +106,7 @@ def load_run(
     run_dir: str | Path,
     device: str | torch.device = "cpu",
     routing_iters: int | None = None,
-) -> tuple[CapsNet, RunInfo]:
+) -> tuple[torch.nn.Module, RunInfo]:
     """Rebuild the module from config.json and load its weights, in eval mode.
 
     ``routing_iters`` overrides the trained count (routing has no weights of its
@@ -108,9 +114,12 @@ def load_run(
     """
     info = read_run_info(run_dir)
     cfg = info.model
+    arch = get_arch(info.arch)
     if routing_iters is not None and routing_iters != cfg.routing_iters:
+        if not arch.capsules:
+            raise UsageError(f"{run_dir} is a {info.arch}: it has no routing iterations to change")
         cfg = CapsNetConfig.from_dict({**cfg.to_dict(), "routing_iters": routing_iters})
-    model = CapsNet(cfg)
+    model = arch.module_cls(cfg)
     try:
         state = load_file(str(info.path / WEIGHTS))
     except Exception as e:  # safetensors raises its own error types

@@ -9,6 +9,7 @@ like ``contract``: no torch; the protobuf schema comes from ``tritonclient``.
 from .config import (
     CAPSNET,
     DECODER,
+    MAIN_MODEL,
     BatchingOptions,
     config_to_json,
     model_config,
@@ -21,6 +22,7 @@ from .layout import ModelEntry, find_models, validate_model_dir
 __all__ = [
     "CAPSNET",
     "DECODER",
+    "MAIN_MODEL",
     "NP_TO_V2",
     "V2_TO_NP",
     "BatchingOptions",

@@ -14,6 +14,8 @@ from .dtypes import config_type
 
 CAPSNET = "capsnet"  # image -> scores, poses
 DECODER = "capsnet_decoder"  # masked poses -> reconstruction
+# The model a run's architecture is served as (a baseline CNN has no decoder beside it).
+MAIN_MODEL = {"capsnet": CAPSNET, "cnn-baseline": "cnn_baseline"}
 PLATFORMS = {"onnx": "onnxruntime_onnx", "trt": "tensorrt_plan"}
 MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
 BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}

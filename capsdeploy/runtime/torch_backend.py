@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from ..contract import INPUT_NAME, ModelMetadata
 from ..model.checkpoint import load_run
 from .backend import Backend, TensorSpec
 
@@ -43,15 +43,24 @@ class TorchBackend(Backend):
 
     def outputs(self) -> list[TensorSpec]:
         cfg = self.model.config
-        shapes = [(None, cfg.num_classes), (None, cfg.num_classes, cfg.digit_dim), (None, cfg.input_numel)]
+        if "poses" in self.model.output_names:
+            shapes = [
+                (None, cfg.num_classes),
+                (None, cfg.num_classes, cfg.digit_dim),
+                (None, cfg.input_numel),
+            ]
+        else:  # the baseline CNN: scores and logits
+            shapes = [(None, cfg.num_classes), (None, cfg.num_classes)]
         n = 3 if self.with_decoder else 2
-        return [TensorSpec(name, "float32", s) for name, s in zip(OUTPUT_NAMES[:n], shapes[:n], strict=True)]
+        names = self.model.output_names[:n]
+        return [TensorSpec(name, "float32", s) for name, s in zip(names, shapes[:n], strict=True)]
 
     @torch.inference_mode()
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device)
         out = self._forward(x, reconstruct=self.with_decoder)
-        return {name: t.float().cpu().numpy() for name, t in zip(OUTPUT_NAMES, out, strict=False)}
+        names = self.model.output_names
+        return {name: t.float().cpu().numpy() for name, t in zip(names, out, strict=False)}
 
     def close(self) -> None:
         self.model = self._forward = None

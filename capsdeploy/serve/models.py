@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
-from ..repository import CAPSNET, DECODER, BatchingOptions, config_to_json, find_models, model_config
+from ..repository import (
+    CAPSNET,
+    DECODER,
+    MAIN_MODEL,
+    BatchingOptions,
+    config_to_json,
+    find_models,
+    model_config,
+)
 from ..repository.config import ModelDecl, TensorDecl
 from ..repository.dtypes import NP_TO_V2, np_type_of_config
 from ..runtime.backend import Backend
@@ -230,14 +238,16 @@ def load_model_path(
 
 
 def _torch_models(run: Path, engine: str, batching: BatchingOptions, on_batch) -> dict[str, ServedModel]:
+    from ..model.checkpoint import read_run_info
     from ..runtime.torch_backend import TorchBackend, TorchDecoderBackend
 
     device = "cuda" if engine == "torch-cuda" else "cpu"
+    arch = read_run_info(run).arch
+    backends = [(MAIN_MODEL[arch], TorchBackend(run, device=device))]
+    if arch == "capsnet":
+        backends.append((DECODER, TorchDecoderBackend(run, device=device)))
     models = {}
-    for name, backend in (
-        (CAPSNET, TorchBackend(run, device=device)),
-        (DECODER, TorchDecoderBackend(run, device=device)),
-    ):
+    for name, backend in backends:
         cfg = model_config(_decl_of(name, "pytorch_eager", backend), batching)
         models[name] = serve_model(name, "1", cfg, backend, on_batch)
     return models

@@ -1,4 +1,5 @@
-"""The training loop: Adam, exponential decay, margin + reconstruction loss.
+"""The training loop: Adam, exponential decay, margin + reconstruction loss, and an
+exponential moving average (EMA) of the weights, which is what gets evaluated and delivered.
 
 Shuffling and augmentation are drawn from (seed, epoch) alone, per sample, so
 an interrupted run resumed from its state, an uninterrupted run and a torchrun
@@ -25,14 +26,17 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..data import ImageSet, load_split, stratified_split
+from ..data.canvas import center
 from ..data.datasets import get_spec
 from ..errors import CapsDeployError, UsageError
 from ..fileio import write_bytes_atomic
-from ..model import CapsNet, CapsNetConfig, capsule_loss
+from ..model import get_arch
 from ..model.checkpoint import build_config_doc, default_normalization, save_run
 from .augment import normalize_unit, random_shifts, shift_images, to_unit
+from .averaging import weight_average
 from .distributed import DistInfo, any_rank, barrier, init_distributed, resolve_device, shutdown
 from .evaluate import evaluate
+from .objective import training_step_loss
 from .options import TrainOptions
 from .state import load_state, run_exists, save_state
 
@@ -95,7 +99,8 @@ def train(opts: TrainOptions, resume: bool = False) -> dict:
 
 def resume_options(run_dir: str | Path, epochs: int | None = None) -> TrainOptions:
     state = load_state(run_dir)
-    opts = TrainOptions.from_dict({**state["options"], "out": str(run_dir)})
+    # Runs started before the weight average existed continue without one.
+    opts = TrainOptions.from_dict({"ema_decay": 0.0, **state["options"], "out": str(run_dir)})
     if epochs is not None:
         opts.epochs = epochs
     return opts
@@ -110,10 +115,19 @@ def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet | None, ImageSet]
     test_set = load_split(opts.dataset, test_split, opts.data_dir, opts.download, opts.max_test_samples)
     if full.shape != test_set.shape:
         raise UsageError(f"train images are {full.shape} but test images are {test_set.shape}")
+    if opts.pad:
+        # The paper's Section 5.2 protocol: digits on a larger canvas, placed at random by the
+        # shift augmentation (which is then up to --pad px), tested centred.
+        full, test_set = (_padded(s, opts.pad) for s in (full, test_set))
     train_idx, val_idx = stratified_split(full.labels, opts.val_fraction, opts.seed)
     if len(val_idx) == 0:
         return full, None, test_set
     return full.subset(train_idx), full.subset(val_idx, f"{train_split}[val]"), test_set
+
+
+def _padded(data: ImageSet, pad: int) -> ImageSet:
+    images = center(data.images, data.images.shape[-1] + 2 * pad)
+    return ImageSet(images, data.labels, data.class_names, data.name, data.split)
 
 
 def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> dict:
@@ -127,26 +141,26 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
     channels, height, width = train_set.shape
     if height != width:
         raise UsageError(f"square images expected, got {height}x{width}")
-    fixed = {
-        "in_channels": channels,
-        "image_size": height,
-        "num_classes": len(train_set.class_names),
-        "routing_iters": opts.routing_iters,
-        "detach_inner_routing": opts.detach_inner_routing,
-    }
+    arch = get_arch(opts.arch)
+    fixed = {"in_channels": channels, "image_size": height, "num_classes": len(train_set.class_names)}
+    if arch.capsules:
+        fixed |= {"routing_iters": opts.routing_iters, "detach_inner_routing": opts.detach_inner_routing}
     clash = {k for k in fixed if k in opts.model_overrides and opts.model_overrides[k] != fixed[k]}
     if clash:
         raise UsageError(f"--model-config sets {sorted(clash)}, which come from the data or other flags")
     try:
-        cfg = CapsNetConfig.from_dict({**CapsNetConfig().to_dict(), **opts.model_overrides, **fixed})
+        defaults = arch.config_cls().to_dict()
+        cfg = arch.config_cls.from_dict({**defaults, **opts.model_overrides, **fixed})
     except (TypeError, ValueError) as e:
-        raise UsageError(f"bad --model-config: {e}") from None
+        raise UsageError(f"bad --model-config for {arch.name}: {e}") from None
     normalization = default_normalization(channels)
 
     torch.manual_seed(opts.seed)
-    model = CapsNet(cfg).to(device)
+    model = arch.module_cls(cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_decay)
+    # The average is a copy updated after every optimizer step; training never reads it.
+    average = weight_average(model, opts.ema_decay)
     progress = Progress()
     if resume:
         state = load_state(out)
@@ -159,6 +173,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         progress = Progress(**state["progress"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         log(f"resuming {out} at epoch {progress.epoch + 1}, batch {progress.step}", dist_info)
 
     net = DistributedDataParallel(model) if dist_info.enabled else model
@@ -181,6 +197,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "progress": progress.__dict__,
+            **({"average": average.state_dict()} if average is not None else {}),
         }
 
     def config_doc(metrics: dict) -> dict:
@@ -212,7 +229,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             order = torch.tensor(list(sampler))
-            shifts = random_shifts(len(train_set), opts.max_shift, _epoch_generator(opts.seed, epoch))
+            max_shift = opts.pad or opts.max_shift
+            shifts = random_shifts(len(train_set), max_shift, _epoch_generator(opts.seed, epoch))
             batches = order.split(opts.batch_size)
             net.train()
             bar = tqdm(
@@ -226,12 +244,14 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                 target = shift_images(to_unit(pixels[idx]), shifts[idx]).to(device)
                 y = labels[idx].to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    scores, _, recon = net(normalize_unit(target, normalization), y, reconstruct=True)
-                    loss = capsule_loss(scores.float(), y, recon.float(), target, opts.recon_scale)
+                    x = normalize_unit(target, normalization)
+                    loss, scores = training_step_loss(net, arch.capsules, x, y, target, opts.recon_scale)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if average is not None:
+                    average.update_parameters(model)
                 progress.step += 1
                 progress.loss_sum += loss.item() * len(idx)
                 progress.correct += int((scores.argmax(1) == y).sum())
@@ -263,19 +283,20 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             progress.epoch, progress.step = epoch + 1, 0
             progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
             if dist_info.is_main:
+                delivered = average.module if average is not None else model
                 if val_set is not None:
-                    val = evaluate(model, val_set, normalization, opts.eval_batch_size, device)
+                    val = evaluate(delivered, val_set, normalization, opts.eval_batch_size, device)
                     record.update(val_acc=val["accuracy"], val_loss=val["margin_loss"])
-                report = evaluate(model, test_set, normalization, opts.eval_batch_size, device)
+                report = evaluate(delivered, test_set, normalization, opts.eval_batch_size, device)
                 record.update(test_acc=report["accuracy"], test_loss=report["margin_loss"])
                 record["epoch_seconds"] = round(time.perf_counter() - t0, 2)
                 progress.history.append(record)
                 metrics = {**record, "per_class": report["per_class"]}
-                save_run(out / "last", model, config_doc(metrics))
+                save_run(out / "last", delivered, config_doc(metrics))
                 # Without a validation split there is nothing to select on: the last epoch is it.
                 if val_set is None or record["val_acc"] > progress.best_val_acc:
                     progress.best_val_acc = record.get("val_acc", -1.0)
-                    save_run(out, model, config_doc(metrics))
+                    save_run(out, delivered, config_doc(metrics))
                 _write_metrics(out, progress.history)
                 save_state(out, checkpoint_state())
                 val_text = f"val acc {record['val_acc']:.4f}  " if val_set is not None else ""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 @dataclass
 class TrainOptions:
     out: str
+    arch: str = "capsnet"  # or "cnn-baseline" (model/arch.py)
     dataset: str = "mnist"
     data_dir: str | None = None
     train_split: str | None = None  # None: the dataset's default ("train")
@@ -19,6 +20,9 @@ class TrainOptions:
     batch_size: int = 16  # per process under torchrun
     lr: float = 1e-3
     lr_decay: float = 0.8  # multiplied into the learning rate after each epoch
+    # Exponential moving average of the weights, evaluated and delivered (train/averaging.py);
+    # 0: the raw weights are delivered.
+    ema_decay: float = 0.999
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # only used on CUDA
@@ -32,6 +36,9 @@ class TrainOptions:
     model_overrides: dict = field(default_factory=dict)  # CapsNetConfig fields
     recon_scale: float = 0.0005
     max_shift: int = 2
+    # > 0: every split centred on a canvas 2*pad larger, and training shifts of up to pad px
+    # (the paper's 40x40 affine protocol is pad 6).
+    pad: int = 0
     eval_batch_size: int = 256
     download: bool = True
     overwrite: bool = False

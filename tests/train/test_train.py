@@ -40,6 +40,28 @@ def test_run_directory_contents(reference_run):
     load_run(out / "last")
 
 
+def _state(run_dir):
+    return torch.load(run_dir / "resume" / "state.pt", weights_only=True)
+
+
+def test_the_weight_average_is_delivered_not_the_raw_weights(reference_run):
+    state = _state(reference_run)
+    raw, averaged = state["model"], state["average"]
+    assert int(averaged["n_averaged"]) == 3 * 8  # 230 training images / 32 = 8 steps per epoch
+    last = weights(reference_run / "last")
+    for k, v in last.items():
+        assert torch.equal(v, averaged[f"module.{k}"]), k
+    assert not torch.equal(last["conv1.weight"], raw["conv1.weight"])
+
+
+def test_ema_decay_zero_delivers_the_raw_weights(tmp_path):
+    out = tmp_path / "run"
+    capsdeploy(*tiny_train_args(out, epochs=1), "--ema-decay", 0, "--val-fraction", 0, check=True)
+    state = _state(out)
+    assert "average" not in state
+    assert all(torch.equal(v, state["model"][k]) for k, v in weights(out).items())
+
+
 def test_selection_never_looks_at_the_test_split(tmp_path):
     """Same seed, same training data, another test split: the same epoch is delivered."""
     a, b = tmp_path / "a", tmp_path / "b"

@@ -1,0 +1,60 @@
+"""A run's outputs on a batch of images, through PyTorch or the exported ONNX graph.
+
+``--engine ort`` exports the run (or takes ``--model``) and runs ONNX Runtime, so a figure
+or a table shows what the deployed model computes, not only what the checkpoint does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.preprocess import prepare_batch
+from ..errors import UsageError
+
+ENGINES = ("torch", "ort")
+
+
+@contextlib.contextmanager
+def run_backend(checkpoint, engine: str = "torch", model: str | None = None, with_decoder: bool = False):
+    """A Backend for ``checkpoint``: eager PyTorch, or ONNX Runtime on ``model`` / a fresh export."""
+    from ..runtime.select import make_backend
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {ENGINES}")
+    with contextlib.ExitStack() as stack:
+        if engine == "torch":
+            if model:
+                raise UsageError("--model is for --engine ort; --engine torch runs the checkpoint")
+            backend = make_backend("torch", checkpoint=str(checkpoint), with_decoder=with_decoder)
+        else:
+            if model is None:
+                from ..export import ExportOptions, export_onnx
+
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capsdeploy-")))
+                model = str(tmp / "model.onnx")
+                export_onnx(checkpoint, model, ExportOptions(with_decoder=with_decoder))
+            backend = make_backend("ort", model=str(model))
+        stack.callback(backend.close)
+        yield backend
+
+
+def backend_outputs(backend, pixels: np.ndarray, batch_size: int = 128, desc: str | None = None) -> dict:
+    """uint8 [N, C, H, W] -> every output of ``backend``, concatenated over batches."""
+    meta = backend.metadata
+    if meta is None:
+        raise UsageError("the model has no capsdeploy metadata, so its preprocessing is unknown")
+    spec = backend.inputs()[0]
+    if tuple(pixels.shape[1:]) != tuple(spec.shape[1:]):
+        raise UsageError(f"images are {tuple(pixels.shape[1:])} but the model takes {tuple(spec.shape[1:])}")
+    outputs: dict[str, list] = {}
+    steps = range(0, len(pixels), batch_size)
+    for i in tqdm(steps, desc=desc, disable=None if desc else True, leave=False):
+        feeds = {spec.name: prepare_batch(pixels[i : i + batch_size], meta.input_dtype, meta.normalization)}
+        for k, v in backend.infer(feeds).items():
+            outputs.setdefault(k, []).append(v.astype(np.float32, copy=False))
+    return {k: np.concatenate(v) for k, v in outputs.items()}
