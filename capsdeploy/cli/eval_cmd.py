@@ -34,32 +34,51 @@ from .common import data_options, handle_errors
     help="The paper's robustness test: accuracy of each run (trained with --pad 6) on a translated and "
     "an affNIST-style 40x40 set built deterministically from the test split.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="--affine: seed of the generated sets.")
+@click.option(
+    "--multimnist",
+    is_flag=True,
+    help="The paper's MultiMNIST test: error of each run (trained with --multimnist) on overlaid pairs "
+    "built deterministically from the test split; right only when both labels are the two longest.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="--affine/--multimnist: seed of the generated sets.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["torch", "ort"]),
     default="torch",
     show_default=True,
-    help="--affine: run the checkpoints in PyTorch, or export each and run ONNX Runtime.",
+    help="--affine/--multimnist: run the checkpoints in PyTorch, or export each and run ONNX Runtime.",
 )
 @handle_errors
-def eval_cmd(checkpoints, json_dest, no_download, affine, seed, engine, **kw):
+def eval_cmd(checkpoints, json_dest, no_download, affine, multimnist, seed, engine, **kw):
     """Accuracy, per-class accuracy and confusion matrix of a trained run.
 
     \b
     Affine robustness (paper, Section 5.2), after training both models with --pad 6:
       capsdeploy eval --affine --checkpoint runs/caps40 --checkpoint runs/cnn40 \\
           --data-dir ../shared/data/mnist
+    MultiMNIST (Section 6), after training both models with --multimnist:
+      capsdeploy eval --multimnist --checkpoint runs/caps-multi --checkpoint runs/cnn-multi \
+          --data-dir ../shared/data/mnist
     """
     from ..errors import UsageError
     from ..fileio import write_json_report
 
-    if affine:
+    if affine and multimnist:
+        raise UsageError("--affine and --multimnist are separate tests; run them one at a time")
+    if affine or multimnist:
         from ..experiments.affine import compare_affine, format_affine
+        from ..experiments.multimnist import compare_multimnist, format_multimnist
 
         if kw["grid_path"]:
-            raise UsageError("--grid draws one run's reconstructions; use it without --affine")
-        report = compare_affine(
+            raise UsageError("--grid draws one run's reconstructions; use `capsdeploy viz` for these tests")
+        compare, fmt = (compare_affine, format_affine) if affine else (compare_multimnist, format_multimnist)
+        report = compare(
             list(checkpoints),
             data_dir=kw["data_dir"],
             split=kw["split"],
@@ -68,14 +87,18 @@ def eval_cmd(checkpoints, json_dest, no_download, affine, seed, engine, **kw):
             engine=engine,
             download=not no_download,
         )
-        text = format_affine(report)
+        text = fmt(report)
     else:
         from ..train.report import evaluate_run, format_report
 
         if len(checkpoints) != 1:
-            raise UsageError("several --checkpoint runs are compared with --affine; otherwise pass one")
+            raise UsageError(
+                "several --checkpoint runs are compared with --affine or --multimnist; otherwise pass one"
+            )
         if engine != "torch":
-            raise UsageError("--engine is for --affine; `capsdeploy validate` compares engines")
+            raise UsageError(
+                "--engine is for --affine and --multimnist; `capsdeploy validate` compares engines"
+            )
         report = evaluate_run(checkpoints[0], download=not no_download, **kw)
         text = format_report(report)
     if json_dest:

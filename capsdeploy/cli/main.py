@@ -11,6 +11,7 @@ from .eval_cmd import eval_cmd
 from .export_cmd import export_cmd
 from .info_cmd import info_cmd
 from .predict_cmd import predict_cmd
+from .report_cmd import report_cmd
 from .serve_cmd import serve_cmd
 from .train_cmd import train_cmd
 from .validate_cmd import validate_cmd
@@ -32,6 +33,7 @@ cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(bench_cmd)
 cli.add_command(viz_cmd)
+cli.add_command(report_cmd)
 cli.add_command(info_cmd)
 
 

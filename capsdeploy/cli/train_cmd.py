@@ -75,6 +75,20 @@ from .common import data_options, handle_errors, parse_json_option
     "with the best validation accuracy. 0: no hold-out, the last epoch is delivered. "
     "The test split is only reported.",
 )
+@click.option(
+    "--multimnist",
+    is_flag=True,
+    help="Train on MultiMNIST (paper, Section 6): two digits of different classes, each shifted up to "
+    "4 px, overlaid on 36x36; both labels count, each digit is reconstructed from its own capsule. "
+    "Pairs are drawn anew each epoch from the training split; evaluated on fixed test pairs.",
+)
+@click.option(
+    "--pairs-per-digit",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="--multimnist: pairs per training digit per epoch (the paper: 1,000).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @handle_errors
 def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
@@ -112,6 +126,8 @@ def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
                     f"{', '.join(capsule_only)}: capsule-only; {kw['arch']} has no routing "
                     "(it is trained with cross entropy, not the margin loss)"
                 )
+        if kw["multimnist"] and kw["pad"]:
+            raise UsageError("--multimnist builds its own 36x36 canvas; drop --pad")
         kw["routing_iters"] = kw["routing_iters"] or 3
         opts = TrainOptions(
             out=out, epochs=epochs or 10, download=not no_download, model_overrides=overrides, **kw

@@ -94,3 +94,24 @@ def dimensions_cmd(checkpoint, json_dest, no_download, **kw):
     report = dimensions(checkpoint, download=not no_download, **kw)
     labels = ", ".join(d["label"] for d in report["digits"])
     _report(json_dest, report, f"wrote {report['output']} (digits {labels}, {report['engine']})")
+
+
+@viz_cmd.command("multimnist")
+@_common
+@click.option(
+    "--decoder-model",
+    type=click.Path(exists=True, dir_okay=False),
+    help="--engine ort: the exported decoder (capsnet_decoder's model.onnx); default: export it.",
+)
+@click.option("--count", type=click.IntRange(1), default=16, show_default=True, help="Pairs to draw.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the test pairs.")
+@handle_errors
+def multimnist_cmd(checkpoint, json_dest, no_download, **kw):
+    """Overlaid test pairs and what the two longest capsules reconstruct, one colour each
+    (the paper's Figure 5), for a run trained with --multimnist.
+    """
+    from ..experiments.viz import multimnist
+
+    report = multimnist(checkpoint, download=not no_download, **kw)
+    _report(json_dest, report, f"wrote {report['output']} ({len(report['items'])} pairs, "
+            f"{report['errors']} wrong, {report['engine']})")  # fmt: skip

@@ -59,3 +59,11 @@ def make_pairs(
     images = parts.max(axis=1)
     labels = data.labels[sources]
     return MultiSet(images, labels, parts, sources, shifts, data.class_names, f"{data.split}[multi]")
+
+
+def both_found(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image of K digits: are the K highest scores exactly its K labels? (the paper's
+    MultiMNIST criterion: both labels must be the two longest capsules)."""
+    k = labels.shape[1]
+    top = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+    return (top == np.sort(labels, axis=1)).all(axis=1)

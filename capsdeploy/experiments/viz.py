@@ -31,12 +31,11 @@ def _test_images(info, data_dir, split, count, download):
     dataset = trained.get("name", "mnist")
     split = split or trained.get("test_split") or "t10k"
     data = load_split(dataset, split, data_dir, download, count)
-    pad = info.raw.get("training", {}).get("pad", 0)
-    if pad:  # a --pad run sees digits centred on its larger canvas
+    size = info.model.image_size
+    if data.shape[-1] < size:  # a --pad or --multimnist run: single digits centred on its canvas
         from ..data.canvas import center
 
-        data = type(data)(center(data.images, data.shape[-1] + 2 * pad), data.labels, data.class_names,
-                          data.name, data.split)  # fmt: skip
+        data = type(data)(center(data.images, size), data.labels, data.class_names, data.name, data.split)
     return data
 
 
@@ -225,4 +224,75 @@ def _draw_dimensions(panels, names, output, engine) -> None:
         ax.set_xlabel("change to the dimension", fontsize=8)
         ax.set_ylabel("pose dimension of the winning capsule", fontsize=8)
     fig.suptitle(f"each row: one dimension moved from -0.25 to +0.25, decoded ({engine})", fontsize=10)
+    _save(fig, output)
+
+
+def multimnist(
+    checkpoint,
+    output,
+    engine: str = "torch",
+    model: str | None = None,
+    decoder_model: str | None = None,
+    data_dir: str | None = None,
+    split: str | None = None,
+    count: int = 16,
+    seed: int = 0,
+    download: bool = True,
+) -> dict:
+    """Test pairs above the reconstructions of their two longest capsules, one colour each."""
+    from ..data.multimnist import both_found
+    from .multimnist import pairs_for
+
+    info = read_run_info(checkpoint)
+    _require_capsnet(checkpoint, info)
+    if not info.raw.get("dataset", {}).get("multimnist"):
+        raise UsageError(f"{checkpoint} was not trained with --multimnist")
+    pairs = pairs_for(info, data_dir, split, count, seed, download)
+    with run_backend(checkpoint, engine, model) as backend:
+        out = backend_outputs(backend, pairs.images)
+    top2 = np.argsort(-out["scores"], axis=1, kind="stable")[:, :2]
+    with _decoder_backend(checkpoint, engine, decoder_model) as decoder:
+        colours = []
+        for k in range(2):
+            masked = np.zeros_like(out["poses"])
+            rows = np.arange(len(pairs))
+            masked[rows, top2[:, k]] = out["poses"][rows, top2[:, k]]
+            colours.append(decoder.infer({"poses": masked})["reconstruction"])
+    right = both_found(out["scores"], pairs.labels)
+    names = info.class_names
+    items = [
+        {"labels": [names[c] for c in pairs.labels[j]], "predicted": [names[c] for c in top2[j]],
+         "correct": bool(right[j])}
+        for j in range(len(pairs))
+    ]  # fmt: skip
+    size = pairs.images.shape[-1]
+    # Red: the longest capsule's digit; green: the second's (yellow where they overlap).
+    rgb = np.zeros((len(pairs), size, size, 3), np.float32)
+    rgb[..., 0] = colours[0].reshape(-1, pairs.images.shape[1], size, size)[:, 0]
+    rgb[..., 1] = colours[1].reshape(-1, pairs.images.shape[1], size, size)[:, 0]
+    _draw_multi(pairs.images, np.clip(rgb, 0, 1), items, output, engine)
+    return {"output": str(output), "engine": engine, "items": items, "errors": int((~right).sum())}
+
+
+def _draw_multi(images, rgb, items, output, engine, columns: int = 8) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(items)
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(1.3 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for j, it in enumerate(items):
+        r, c = divmod(j, columns)
+        axes[2 * r, c].imshow(images[j, 0], cmap="gray", vmin=0, vmax=255)
+        axes[2 * r + 1, c].imshow(rgb[j])
+        colour = "black" if it["correct"] else "red"
+        label = f"{'+'.join(it['labels'])} -> {'+'.join(it['predicted'])}"
+        axes[2 * r + 1, c].set_title(label, y=-0.3, fontsize=8, color=colour)
+    fig.suptitle(f"MultiMNIST pairs and the reconstructions of the two longest capsules ({engine}): "
+                 "red the first, green the second; labels -> predicted, mistakes in red", fontsize=9)  # fmt: skip
     _save(fig, output)

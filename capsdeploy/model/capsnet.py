@@ -82,7 +82,8 @@ class CapsNet(nn.Module):
     ``forward`` returns (scores [B, classes], poses [B, classes, D]) and, with
     ``reconstruct=True``, the reconstruction [B, C*H*W] as a third element. The
     decoder is masked by ``target`` when given (training), else by the longest
-    capsule (inference).
+    capsule (inference). A target of [B, K] classes (K digits per image) reconstructs each
+    from its own capsule: [B, K, C*H*W].
     """
 
     output_names = ("scores", "poses", "reconstruction")
@@ -109,8 +110,14 @@ class CapsNet(nn.Module):
             return scores, poses
         if target is None:
             target = scores.argmax(dim=1)
-        mask = nn.functional.one_hot(target, self.config.num_classes).to(poses.dtype)
-        return scores, poses, self.decoder(poses, mask)
+        if target.ndim == 2:  # several digits per image (MultiMNIST): each from its own capsule
+            recons = [self._decode(poses, target[:, k]) for k in range(target.shape[1])]
+            return scores, poses, torch.stack(recons, dim=1)  # [B, K, C*H*W]
+        return scores, poses, self._decode(poses, target)
+
+    def _decode(self, poses: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        mask = nn.functional.one_hot(classes, self.config.num_classes).to(poses.dtype)
+        return self.decoder(poses, mask)
 
 
 def count_parameters(model: nn.Module, include_decoder: bool = True) -> int:

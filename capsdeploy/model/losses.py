@@ -15,16 +15,31 @@ def margin_loss(
     m_minus: float = M_MINUS,
     lam: float = LAMBDA,
 ) -> torch.Tensor:
-    """Per-image loss summed over classes, averaged over the batch."""
-    t = F.one_hot(target, scores.shape[1]).to(scores.dtype)
+    """Per-image loss summed over classes, averaged over the batch.
+
+    ``target`` is [B] class indices, or [B, K] when K digits are present in each image
+    (MultiMNIST): every listed class is "present" (Section 6).
+    """
+    t = present_classes(target, scores.shape[1]).to(scores.dtype)
     present = t * F.relu(m_plus - scores) ** 2
     absent = lam * (1.0 - t) * F.relu(scores - m_minus) ** 2
     return (present + absent).sum(dim=1).mean()
 
 
+def present_classes(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[B] or [B, K] class indices -> [B, classes] multi-hot."""
+    t = F.one_hot(target, num_classes)
+    return t.amax(dim=1) if target.ndim == 2 else t
+
+
 def reconstruction_loss(recon: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Sum of squared pixel errors per image, averaged over the batch."""
-    return ((recon - image.flatten(1)) ** 2).sum(dim=1).mean()
+    """Sum of squared pixel errors per image, averaged over the batch.
+
+    With K digits per image, ``recon`` is [B, K, P] and ``image`` the digits apart,
+    [B, K, C, H, W]: each reconstruction is scored against its own digit and the K
+    errors are summed.
+    """
+    return ((recon.flatten(1) - image.flatten(1)) ** 2).sum(dim=1).mean()
 
 
 def capsule_loss(

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..data import ImageSet
+from ..data.multimnist import both_found
 from ..data.preprocess import prepare_batch
 from ..model.losses import margin_loss
 
@@ -13,7 +14,7 @@ from ..model.losses import margin_loss
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
-    data: ImageSet,
+    data: ImageSet,  # or anything with uint8 ``images`` [N, C, H, W]
     normalization: dict,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -59,8 +60,23 @@ def classification_report(scores: np.ndarray, labels: np.ndarray, class_names) -
     }
 
 
-def evaluate(model, data: ImageSet, normalization: dict, batch_size=256, device="cpu") -> dict:
+def pair_report(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """MultiMNIST: a pair is right only when its two labels are the two longest capsules."""
+    right = both_found(scores, labels)
+    loss = margin_loss(torch.from_numpy(scores), torch.from_numpy(labels)).item()
+    return {
+        "num_samples": int(len(labels)),
+        "accuracy": float(right.mean()) if len(labels) else 0.0,
+        "margin_loss": loss,
+        "per_class": [],
+    }
+
+
+def evaluate(model, data, normalization: dict, batch_size=256, device="cpu") -> dict:
+    """``data``: an ImageSet, or a MultiSet of digit pairs (scored by ``pair_report``)."""
     scores = predict(model, data, normalization, batch_size, device)["scores"]
+    if data.labels.ndim == 2:
+        return {"dataset": "multimnist", "split": data.split, **pair_report(scores, data.labels)}
     return {
         "dataset": data.name,
         "split": data.split,

@@ -28,12 +28,14 @@ from tqdm import tqdm
 from ..data import ImageSet, load_split, stratified_split
 from ..data.canvas import center
 from ..data.datasets import get_spec
+from ..data.multimnist import make_pairs
 from ..errors import CapsDeployError, UsageError
 from ..fileio import write_bytes_atomic
 from ..model import get_arch
 from ..model.checkpoint import build_config_doc, default_normalization, save_run
-from .augment import normalize_unit, random_shifts, shift_images, to_unit
+from .augment import normalize_unit
 from .averaging import weight_average
+from .batches import DigitPairs, SingleDigits, correct
 from .distributed import DistInfo, any_rank, barrier, init_distributed, resolve_device, shutdown
 from .evaluate import evaluate
 from .objective import training_step_loss
@@ -106,8 +108,9 @@ def resume_options(run_dir: str | Path, epochs: int | None = None) -> TrainOptio
     return opts
 
 
-def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet | None, ImageSet]:
-    """(train, validation or None, test)."""
+def _load_data(opts: TrainOptions):
+    """(train, validation or None, test): ImageSets, or with --multimnist, a train ImageSet of
+    single digits (paired afresh each epoch) and fixed MultiSets of pairs to evaluate on."""
     spec = get_spec(opts.dataset)
     train_split = opts.train_split or spec.default_train
     test_split = opts.test_split or spec.default_test
@@ -120,9 +123,14 @@ def _load_data(opts: TrainOptions) -> tuple[ImageSet, ImageSet | None, ImageSet]
         # shift augmentation (which is then up to --pad px), tested centred.
         full, test_set = (_padded(s, opts.pad) for s in (full, test_set))
     train_idx, val_idx = stratified_split(full.labels, opts.val_fraction, opts.seed)
-    if len(val_idx) == 0:
-        return full, None, test_set
-    return full.subset(train_idx), full.subset(val_idx, f"{train_split}[val]"), test_set
+    val_set = full.subset(val_idx, f"{train_split}[val]") if len(val_idx) else None
+    train_set = full.subset(train_idx) if len(val_idx) else full
+    if opts.multimnist:
+        # Fixed pairs to select and report on: the test pairs depend on the split alone (seed 0,
+        # as `eval --multimnist` builds them), so runs with different seeds are compared alike.
+        test_set = make_pairs(test_set, 1, seed=0)
+        val_set = make_pairs(val_set, 1, seed=opts.seed + 1) if val_set is not None else None
+    return train_set, val_set, test_set
 
 
 def _padded(data: ImageSet, pad: int) -> ImageSet:
@@ -138,7 +146,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
         )
     device = resolve_device(opts.device, dist_info)
     train_set, val_set, test_set = _load_data(opts)
-    channels, height, width = train_set.shape
+    channels, height, width = test_set.images.shape[1:]
     if height != width:
         raise UsageError(f"square images expected, got {height}x{width}")
     arch = get_arch(opts.arch)
@@ -180,15 +188,17 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
     net = DistributedDataParallel(model) if dist_info.enabled else model
     amp_dtype = _amp_dtype(opts, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if opts.multimnist:
+        source = DigitPairs(train_set, opts.pairs_per_digit)
+    else:
+        source = SingleDigits(train_set, opts.pad or opts.max_shift)
     sampler = DistributedSampler(
-        range(len(train_set)),
+        range(len(source)),
         num_replicas=dist_info.world_size,
         rank=dist_info.rank,
         shuffle=True,
         seed=opts.seed,
     )
-    pixels = torch.from_numpy(train_set.images)
-    labels = torch.from_numpy(train_set.labels)
 
     def checkpoint_state() -> dict:
         return {
@@ -200,6 +210,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             **({"average": average.state_dict()} if average is not None else {}),
         }
 
+    test_split = opts.test_split or get_spec(opts.dataset).default_test
+
     def config_doc(metrics: dict) -> dict:
         return build_config_doc(
             cfg,
@@ -208,7 +220,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             dataset={
                 "name": train_set.name,
                 "train_split": train_set.split,
-                "test_split": test_set.split,
+                "test_split": test_split,
+                **({"multimnist": {"pairs_per_digit": opts.pairs_per_digit}} if opts.multimnist else {}),
                 "train_samples": len(train_set),
                 "val_fraction": opts.val_fraction,
                 "val_samples": len(val_set) if val_set is not None else 0,
@@ -229,8 +242,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             order = torch.tensor(list(sampler))
-            max_shift = opts.pad or opts.max_shift
-            shifts = random_shifts(len(train_set), max_shift, _epoch_generator(opts.seed, epoch))
+            source.start_epoch(opts.seed, epoch)
             batches = order.split(opts.batch_size)
             net.train()
             bar = tqdm(
@@ -241,10 +253,9 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                 leave=False,
             )
             for idx in batches[progress.step :]:
-                target = shift_images(to_unit(pixels[idx]), shifts[idx]).to(device)
-                y = labels[idx].to(device)
+                image, y, target = (t.to(device) for t in source.batch(idx))
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    x = normalize_unit(target, normalization)
+                    x = normalize_unit(image, normalization)
                     loss, scores = training_step_loss(net, arch.capsules, x, y, target, opts.recon_scale)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -254,7 +265,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                     average.update_parameters(model)
                 progress.step += 1
                 progress.loss_sum += loss.item() * len(idx)
-                progress.correct += int((scores.argmax(1) == y).sum())
+                progress.correct += int(correct(scores, y).sum())
                 progress.seen += len(idx)
                 bar.update(1)
                 bar.set_postfix(
@@ -316,10 +327,6 @@ def _delivered(out: Path) -> dict:
     if not path.is_file():  # a non-main rank before any epoch ended
         return {}
     return json.loads(path.read_text()).get("metrics", {})
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 def _amp_dtype(opts: TrainOptions, device: torch.device):

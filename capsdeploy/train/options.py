@@ -39,6 +39,9 @@ class TrainOptions:
     # > 0: every split centred on a canvas 2*pad larger, and training shifts of up to pad px
     # (the paper's 40x40 affine protocol is pad 6).
     pad: int = 0
+    # MultiMNIST (Section 6): train on pairs of digits overlaid on 36x36, two labels each.
+    multimnist: bool = False
+    pairs_per_digit: int = 2  # per epoch, drawn anew each epoch
     eval_batch_size: int = 256
     download: bool = True
     overwrite: bool = False
