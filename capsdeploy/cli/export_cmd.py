@@ -68,6 +68,27 @@ def optgroup_triton(f):
     help="INT8: training images used for calibration.",
 )
 @click.option("--calib-split", help="INT8: split to calibrate on (default: the run's training split).")
+@click.option(
+    "--int8-target",
+    type=click.Choice(["trt", "cpu"]),
+    default="trt",
+    show_default=True,
+    help="INT8: trt = symmetric INT8 activations (zero points 0, as TensorRT requires); cpu = UINT8 "
+    "activations with zero points, for ONNX Runtime's x86 kernels.",
+)
+@click.option(
+    "--int8-format",
+    type=click.Choice(["qdq", "qoperator"]),
+    default="qdq",
+    show_default=True,
+    help="INT8: Q/DQ pairs around float ops, or QOperator ops (QLinearConv; --int8-target cpu only).",
+)
+@click.option(
+    "--int8-ops",
+    default="Conv",
+    show_default=True,
+    help="INT8: op types to quantize, comma-separated (e.g. Conv,MatMul also quantizes the prediction MatMul).",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
 @click.option(
     "--min-batch", type=click.IntRange(1), default=1, show_default=True, help="trt: profile minimum."
@@ -159,6 +180,7 @@ def export_cmd(
     from ..fileio import write_json_report
 
     batching = batching_from(kw)  # only --format triton uses them
+    kw["int8_ops"] = tuple(op.strip() for op in kw["int8_ops"].split(",") if op.strip())
     opts = ExportOptions(
         io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
     )

@@ -25,7 +25,7 @@ from ..model.checkpoint import load_run
 from ..version import __version__
 from .deploy_module import DeployModule
 from .metadata import write_metadata
-from .precision import INT8_OPS, to_int8
+from .precision import INT8_FORMATS, INT8_OPS, INT8_TARGETS, to_int8
 from .summary import summarize
 from .trt_compat import TrtVersion, check_tensorrt_compat
 
@@ -49,6 +49,8 @@ class ExportOptions:
     calib_split: str | None = None
     data_dir: str | None = None
     int8_ops: tuple[str, ...] = INT8_OPS
+    int8_target: str = "trt"  # or "cpu": UINT8 activations with zero points (precision.py)
+    int8_format: str = "qdq"  # or "qoperator" (cpu target only)
     trt_version: str = "10"
 
 
@@ -79,7 +81,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
         proto = _simplify(proto)
     if opts.precision == "int8":
         batches = _calibration_batches(info, opts)
-        proto = to_int8(proto, batches, INPUT_NAME, opts.int8_ops)
+        proto = to_int8(
+            proto, batches, INPUT_NAME, opts.int8_ops, target=opts.int8_target, quant_format=opts.int8_format
+        )
 
     input_dtype = "float16" if opts.precision == "fp16" and opts.io_dtype == "float16" else opts.input_dtype
     meta = ModelMetadata.for_run(info, iters, opts.precision, input_dtype, opts.with_decoder)
@@ -106,6 +110,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
 def _validate_options(opts: ExportOptions) -> None:
     if opts.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {PRECISIONS}")
+    if opts.int8_target not in INT8_TARGETS or opts.int8_format not in INT8_FORMATS:
+        raise UsageError(f"--int8-target must be one of {INT8_TARGETS}, --int8-format one of {INT8_FORMATS}")
+    if opts.int8_target == "trt" and opts.int8_format != "qdq":
+        raise UsageError("--int8-format qoperator is for --int8-target cpu; TensorRT reads Q/DQ graphs only")
     if opts.input_dtype not in ("float32", "uint8"):
         raise UsageError("--input-dtype must be float32 or uint8")
     if opts.io_dtype == "float16" and (opts.precision != "fp16" or opts.input_dtype == "uint8"):

@@ -34,18 +34,32 @@ class _Calibration:
         pass
 
 
+INT8_TARGETS = ("trt", "cpu")
+INT8_FORMATS = ("qdq", "qoperator")
+
+
 def to_int8(
     model: onnx.ModelProto,
     calibration_batches: list[np.ndarray],
     input_name: str,
     op_types: tuple[str, ...] = INT8_OPS,
     method: str = "minmax",
+    target: str = "trt",
+    quant_format: str = "qdq",
 ) -> onnx.ModelProto:
-    """Static Q/DQ quantization: per-channel symmetric INT8 weights and symmetric
-    INT8 activations, so every zero point is 0 (TensorRT's explicit quantization
-    requires it)."""
+    """Static quantization with per-channel symmetric INT8 weights.
+
+    ``target="trt"``: symmetric INT8 activations in Q/DQ form, so every zero point is 0
+    (TensorRT's explicit quantization requires it). ``target="cpu"``: asymmetric UINT8
+    activations with zero points, the u8 x s8 pairing ONNX Runtime's x86 kernels are built
+    for, in Q/DQ or QOperator (QLinearConv) form.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if target not in INT8_TARGETS or quant_format not in INT8_FORMATS:
+        raise ValueError(f"INT8 target must be one of {INT8_TARGETS} and format one of {INT8_FORMATS}")
+    if target == "trt" and quant_format != "qdq":
+        raise ValueError("TensorRT reads Q/DQ graphs only")
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -53,6 +67,7 @@ def to_int8(
     }
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    cpu = target == "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, dst = (Path(tmp) / f for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(model, src)
@@ -62,12 +77,12 @@ def to_int8(
             str(pre),
             str(dst),
             _Calibration(input_name, calibration_batches),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QOperator if quant_format == "qoperator" else QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True},
         )
         return onnx.load(dst)

@@ -145,6 +145,23 @@ def test_int8_is_symmetric_qdq_on_convolutions_only(tiny_run, tmp_path):
     assert np.abs(ref["scores"] - got["scores"]).max() < 0.1
 
 
+def test_cpu_int8_is_uint8_activations_in_qlinearconv(tiny_run, tmp_path):
+    opts = ExportOptions(precision="int8", calib_samples=64, int8_target="cpu", int8_format="qoperator")
+    export_onnx(tiny_run, tmp_path / "m.onnx", opts)
+    model = onnx.load(tmp_path / "m.onnx")
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QLinearConv") == 2 and "Conv" not in ops  # conv1 and the primary capsules
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == "QLinearConv")
+    x_zero_point, w_zero_point = inits[conv.input[2]], inits[conv.input[5]]
+    assert x_zero_point.dtype == np.uint8 and w_zero_point.dtype == np.int8 and not w_zero_point.any()
+    x = _pixels(16).astype(np.float32) / 255
+    got = OrtBackend(tmp_path / "m.onnx").infer({"image": x})
+    assert np.abs(_torch_outputs(tiny_run, x)["scores"] - got["scores"]).max() < 0.1
+    with pytest.raises(UsageError, match="Q/DQ"):
+        export_onnx(tiny_run, tmp_path / "t.onnx", ExportOptions(precision="int8", int8_format="qoperator"))
+
+
 def test_bad_options_and_nothing_half_written(tiny_run, tmp_path):
     out = tmp_path / "m.onnx"
     with pytest.raises(UsageError):
