@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,18 @@ class EngineChoice:
     precision: str = "fp32"
     model: str | None = None  # an explicit file; None: exported from the checkpoint
     routing_iters: int | None = None
+    cuda_graphs: bool = False  # trt only: replay captured CUDA graphs (trtexec --useCudaGraph)
+
+
+def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> list[EngineChoice]:
+    """Each TensorRT engine once per CUDA-graph mode (labelled "+graphs" when on); others as given."""
+    out = []
+    for c in choices:
+        if c.runtime != "trt":
+            out.append(c)
+            continue
+        out += [replace(c, label=f"{c.label}+graphs" if on else c.label, cuda_graphs=on) for on in modes]
+    return out
 
 
 def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
@@ -80,6 +92,8 @@ def build_backend(
         torch.set_num_threads(threads)  # the reference gets the same threads as the engines
 
     kw = {"threads": threads} if threads and choice.runtime.startswith("ort") else {}
+    if choice.cuda_graphs:
+        kw["cuda_graphs"] = True
     if choice.model:
         return make_backend(choice.runtime, model=choice.model, **kw)
     if not checkpoint:
@@ -131,19 +145,41 @@ def latency_stats(seconds: list[float], batch: int, wall_s: float) -> dict:
 
 def time_backend(backend, feeds: dict, warmup_s: float, duration_s: float, min_iters: int = 10) -> dict:
     """Back-to-back inferences: ``warmup_s`` discarded, then at least ``duration_s`` and
-    ``min_iters`` measured (trtexec's --warmUp/--duration, in seconds)."""
+    ``min_iters`` measured (trtexec's --warmUp/--duration, in seconds). A backend that can
+    time its GPU phases with CUDA events (TensorRT) reports them apart, as trtexec does."""
     end = time.perf_counter() + warmup_s
     backend.infer(feeds)
     while time.perf_counter() < end:
         backend.infer(feeds)
-    lat = []
+    phased = hasattr(backend, "record_phases")
+    if phased:
+        backend.record_phases = True
+    lat, phases = [], []
     start = time.perf_counter()
-    while len(lat) < min_iters or time.perf_counter() - start < duration_s:
-        t0 = time.perf_counter()
-        backend.infer(feeds)
-        lat.append(time.perf_counter() - t0)
+    try:
+        while len(lat) < min_iters or time.perf_counter() - start < duration_s:
+            t0 = time.perf_counter()
+            backend.infer(feeds)
+            lat.append(time.perf_counter() - t0)
+            if phased:
+                phases.append(backend.last_phases)
+    finally:
+        if phased:
+            backend.record_phases = False
     batch = next(iter(feeds.values())).shape[0]
-    return latency_stats(lat, batch, time.perf_counter() - start)
+    return latency_stats(lat, batch, time.perf_counter() - start) | phase_stats(phases)
+
+
+def phase_stats(phases: list[dict]) -> dict:
+    """Median and p99 of each GPU phase over the measured inferences ({} when none were timed)."""
+    if not phases:
+        return {}
+    out = {}
+    for key in ("h2d_ms", "compute_ms", "d2h_ms"):
+        values = np.asarray([p[key] for p in phases])
+        out[f"gpu_{key[:-3]}_ms_p50"] = round(float(np.percentile(values, 50)), 4)
+        out[f"gpu_{key[:-3]}_ms_p99"] = round(float(np.percentile(values, 99)), 4)
+    return out
 
 
 def feeds_for(backend, pixels: np.ndarray, batch: int) -> dict:
@@ -298,6 +334,10 @@ COLUMNS = [
     ("latency_ms_mean", "mean ms", "{:.3f}"),
     ("cv", "cv", "{:.1%}"),
     ("images_per_second", "img/s", "{:.1f}"),
+    # GPU phases from CUDA events (TensorRT), medians; columns appear only when measured.
+    ("gpu_h2d_ms_p50", "H2D ms", "{:.3f}"),
+    ("gpu_compute_ms_p50", "GPU ms", "{:.3f}"),
+    ("gpu_d2h_ms_p50", "D2H ms", "{:.3f}"),
     ("speedup_vs_torch", "x torch", "{:.2f}"),
     ("effective_gflops", "GFLOP/s", "{:.1f}"),
     ("accuracy", "accuracy", "{:.2%}"),

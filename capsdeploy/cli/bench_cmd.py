@@ -128,6 +128,13 @@ def _list(cast):
     help="HTTP mode: windows per level before reporting the spread instead of a stable result.",
 )
 @click.option("--threads", type=click.IntRange(1), help="ort: intra-op threads.")
+@click.option(
+    "--cuda-graphs",
+    type=click.Choice(["both", "on", "off"]),
+    default="both",
+    show_default=True,
+    help="Engine mode, trt engines: time them with CUDA graphs replayed, without, or both (one row each).",
+)
 @click.option("--json", "json_dest", metavar="PATH", help="Write the results as JSON; '-' for stdout.")
 @click.option("--csv", "csv_dest", metavar="PATH", help="Engine mode: one CSV row per configuration.")
 @click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
@@ -180,7 +187,15 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
 
 
 def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw):
-    from ..bench.engine import bench_engines, format_table, parse_engines, plot, sweep_routing, write_csv
+    from ..bench.engine import (
+        bench_engines,
+        format_table,
+        parse_engines,
+        plot,
+        sweep_routing,
+        with_graph_modes,
+        write_csv,
+    )
     from ..envinfo import environment, format_environment
     from ..fileio import write_bytes_atomic, write_json_report
 
@@ -217,8 +232,9 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
         )
     else:
         dataset = kw["dataset"] or (_run_dataset(checkpoint) if kw["accuracy_samples"] else "synthetic")
+        modes = {"both": (False, True), "on": (True,), "off": (False,)}[kw["cuda_graphs"]]
         report = bench_engines(
-            parse_engines(engines, models),
+            with_graph_modes(parse_engines(engines, models), modes),
             checkpoint,
             batch_sizes,
             kw["warmup_s"],

@@ -302,3 +302,43 @@ def test_threads_apply_to_the_engines_and_the_torch_reference(tiny_run, tmp_path
         ort.close()
     finally:
         torch.set_num_threads(before)
+
+
+def test_trt_engines_are_timed_with_and_without_cuda_graphs():
+    from capsdeploy.bench.engine import parse_engines, with_graph_modes
+
+    choices = with_graph_modes(parse_engines(["torch", "trt", "trt-fp16"], []), (False, True))
+    assert [(c.label, c.cuda_graphs) for c in choices] == [
+        ("torch", False), ("trt", False), ("trt+graphs", True), ("trt-fp16", False), ("trt-fp16+graphs", True),
+    ]  # fmt: skip
+    only_on = with_graph_modes(parse_engines(["trt"], []), (True,))
+    assert [(c.label, c.cuda_graphs) for c in only_on] == [("trt+graphs", True)]
+
+
+def test_gpu_phases_are_reported_apart_when_the_backend_times_them():
+    """The bench plumbing for CUDA-event phases, on a backend that reports fixed phase times
+    (no TensorRT claim: tests/runtime/test_gpu_bench.py times a real engine)."""
+    import numpy as np
+
+    from capsdeploy.bench.engine import time_backend
+
+    class Phased:
+        record_phases = False
+        last_phases = None
+        calls_recorded = 0
+
+        def infer(self, feeds):
+            if self.record_phases:
+                self.calls_recorded += 1
+                self.last_phases = {"h2d_ms": 0.1 * self.calls_recorded, "compute_ms": 2.0, "d2h_ms": 0.05}
+            return {}
+
+    b = Phased()
+    stats = time_backend(b, {"image": np.zeros((4, 1))}, warmup_s=0, duration_s=0, min_iters=11)
+    assert stats["iterations"] == 11 and b.calls_recorded == 11 and not b.record_phases
+    assert stats["gpu_compute_ms_p50"] == 2.0 and stats["gpu_d2h_ms_p50"] == 0.05
+    assert stats["gpu_h2d_ms_p50"] == pytest.approx(0.6)  # median of 0.1 .. 1.1
+    plain = time_backend(
+        type("Plain", (), {"infer": lambda self, f: {}})(), {"image": np.zeros((1, 1))}, 0, 0
+    )
+    assert not any(k.startswith("gpu_") for k in plain)

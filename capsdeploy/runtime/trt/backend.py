@@ -102,6 +102,10 @@ class TrtBackend(Backend):
         self._inputs = [n for n in self._names if is_input(n)]
         self._outputs = [n for n in self._names if not is_input(n)]
         self._buckets = graph_buckets(self.min_batch_size, self.max_batch_size)
+        # When set, every inference records CUDA events around its three phases and leaves
+        # {"h2d_ms", "compute_ms", "d2h_ms"} in last_phases (trtexec's H2D / GPU compute / D2H).
+        self.record_phases = False
+        self.last_phases: dict | None = None
 
     def clone(self) -> TrtBackend:
         """A new execution context, stream and graph set on the same deserialized engine."""
@@ -165,22 +169,34 @@ class TrtBackend(Backend):
         torch = self._torch
         # The base class checked names, exact dtypes and the profile's batch range.
         with self._lock, torch.cuda.stream(self.stream):
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if self.record_phases else None
+            if events:
+                events[0].record(self.stream)
             dev = {
                 n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, non_blocking=True)
                 for n in self._inputs
             }
             n = next(iter(dev.values())).shape[0]
             entry = self._graph(bucket_for(n, self._buckets)) if self.cuda_graphs else None
+            if entry is not None:
+                for name, t in dev.items():  # into the graph's static inputs: part of the copy-in
+                    entry.inputs[name][:n].copy_(t)
+            if events:
+                events[1].record(self.stream)
             if entry is None:
                 outs = self._bind(self.context, dev)
                 self._run(self.context)
             else:
-                for name, t in dev.items():
-                    entry.inputs[name][:n].copy_(t)
                 entry.graph.replay()
                 outs = {name: t[:n] for name, t in entry.outputs.items()}
+            if events:
+                events[2].record(self.stream)
             host = {name: t.to("cpu", non_blocking=True) for name, t in outs.items()}
+            if events:
+                events[3].record(self.stream)
             self.stream.synchronize()  # this stream only
+            if events:
+                self.last_phases = phase_times(events)
         return {name: t.numpy() for name, t in host.items()}
 
     def _graph(self, bucket: int) -> _Graph | None:
@@ -233,6 +249,15 @@ class TrtBackend(Backend):
         self._graphs.clear()
         self._graph_memory = None
         self.context = None
+
+
+def phase_times(events) -> dict:
+    """Four recorded CUDA events -> milliseconds spent copying in, computing and copying out."""
+    return {
+        "h2d_ms": events[0].elapsed_time(events[1]),
+        "compute_ms": events[1].elapsed_time(events[2]),
+        "d2h_ms": events[2].elapsed_time(events[3]),
+    }
 
 
 def _clear_cuda_error() -> None:
