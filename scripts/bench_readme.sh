@@ -29,4 +29,16 @@ with tempfile.TemporaryDirectory() as logs:
     finally:
         srv.stop()
 PY
-echo "wrote $OUT/{engines,routing,http}.json, the Markdown tables and docs/img/bench-engines.png"
+# The INT8 levers, in one run: TensorRT-targeted Q/DQ (symmetric INT8 activations), CPU-targeted Q/DQ
+# (UINT8 activations with zero points) and CPU-targeted QOperator (QLinearConv); then thread counts.
+LEVERS=$(mktemp -d)
+for v in "trt qdq" "cpu qdq" "cpu qoperator"; do
+  set -- $v
+  capsdeploy export --checkpoint "$RUN" --output "$LEVERS/int8-$1-$2.onnx" --precision int8 --int8-target "$1" \
+    --int8-format "$2" --calib-samples 256 --data-dir ../shared/data/mnist >/dev/null
+done
+capsdeploy bench --checkpoint "$RUN" --engines torch,ort --model "$LEVERS/int8-trt-qdq.onnx,$LEVERS/int8-cpu-qdq.onnx,$LEVERS/int8-cpu-qoperator.onnx" \
+  --batch-sizes 1,32 --accuracy-samples -1 "${DATA[@]}" --json "$OUT/int8-levers.json" --markdown "$OUT/int8-levers.md"
+capsdeploy bench --checkpoint "$RUN" --engines torch,ort,ort-int8 --batch-sizes 1,32 --threads 1 "${DATA[@]}" \
+  --json "$OUT/threads1.json" --markdown "$OUT/threads1.md"
+echo "wrote $OUT/{engines,routing,http,int8-levers,threads1}.json, the Markdown tables and docs/img/bench-engines.png"

@@ -11,17 +11,17 @@ PKG = Path(__file__).resolve().parents[1] / "capsdeploy"
 
 # Stage -> the capsdeploy stages it must never import.
 FORBIDDEN = {
-    "data": {"model", "train", "export", "runtime", "bench", "serve", "cli"},
-    "model": {"train", "export", "runtime", "bench", "serve", "cli"},
-    "train": {"export", "runtime", "bench", "serve", "cli"},
-    "export": {"train", "runtime", "bench", "serve", "cli"},
+    "data": {"model", "train", "export", "runtime", "bench", "serve", "cli", "experiments"},
+    "model": {"train", "export", "runtime", "bench", "serve", "cli", "experiments"},
+    "train": {"export", "runtime", "bench", "serve", "cli", "experiments"},
+    "export": {"train", "runtime", "bench", "serve", "cli", "experiments"},
     "runtime": {"train", "bench", "serve", "cli", "experiments"},
-    "bench": {"train", "serve", "cli"},
+    "bench": {"train", "serve", "cli", "experiments"},
     "serve": {"train", "bench", "cli", "experiments"},
     # The paper's experiments sit on top: they run exported models through the runtime.
     "experiments": {"train", "bench", "serve", "cli"},
     # The model repository is a contract between export and serve, neutral like contract.py.
-    "repository": {"model", "train", "export", "runtime", "bench", "serve", "cli"},
+    "repository": {"model", "train", "export", "runtime", "bench", "serve", "cli", "experiments"},
 }
 # Packages the inference path must be able to import without: no module-level import of them.
 TORCH_FREE = [

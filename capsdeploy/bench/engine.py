@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_split
+from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
 
@@ -103,7 +104,8 @@ def build_backend(
         return make_backend(choice.runtime, checkpoint=checkpoint, **kw)
     from ..export import ExportOptions, export_onnx
 
-    onnx_path = workdir / f"{choice.precision}-r{choice.routing_iters or 'run'}.onnx"
+    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
+    onnx_path = workdir / export_name(choice)
     if not onnx_path.exists():
         export_onnx(
             checkpoint,
@@ -113,10 +115,18 @@ def build_backend(
                 routing_iters=choice.routing_iters,
                 calib_samples=256,
                 data_dir=data_dir,
-                **int8_flavour(choice.runtime),
+                **flavour,
             ),
         )
     return make_backend(choice.runtime, model=str(onnx_path), **kw)
+
+
+def export_name(choice: EngineChoice) -> str:
+    """The file an engine is exported to; engines that need different files get different names
+    (ort-int8's CPU-targeted file is not the Q/DQ file trt-int8 and ort-cuda-int8 share)."""
+    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
+    tag = "-".join([choice.precision, *flavour.values()])
+    return f"{tag}-r{choice.routing_iters or 'run'}.onnx"
 
 
 def int8_flavour(runtime: str) -> dict:
@@ -182,9 +192,16 @@ def phase_stats(phases: list[dict]) -> dict:
     return out
 
 
+def _fit(backend, pixels: np.ndarray) -> np.ndarray:
+    """Digits centred on the model's canvas when it is larger (runs trained with --pad or --multimnist)."""
+    size = backend.inputs()[0].shape[-1]
+    return on_canvas(pixels, size) if isinstance(size, int) and pixels.shape[-1] < size else pixels
+
+
 def feeds_for(backend, pixels: np.ndarray, batch: int) -> dict:
     spec = backend.inputs()[0]
     meta = backend.metadata
+    pixels = _fit(backend, pixels)
     reps = -(-batch // len(pixels))
     chunk = np.concatenate([pixels] * reps)[:batch]
     return {spec.name: prepare_batch(chunk, meta.input_dtype, meta.normalization)}
@@ -197,7 +214,7 @@ def accuracy(backend, images: np.ndarray, labels: np.ndarray, batch: int = 256) 
     step = min(batch, limit)
     hits = 0
     for i in range(0, len(images), step):
-        x = prepare_batch(images[i : i + step], meta.input_dtype, meta.normalization)
+        x = prepare_batch(_fit(backend, images[i : i + step]), meta.input_dtype, meta.normalization)
         hits += int((backend.infer({name: x})["scores"].argmax(1) == labels[i : i + step]).sum())
     return hits / len(images)
 
@@ -288,8 +305,8 @@ def _flops_of(backend, choice: EngineChoice) -> int | None:
     from .flops import capsnet_flops
 
     meta = backend.metadata
-    if meta is None or "model" not in meta.run_config:
-        return None
+    if meta is None or "model" not in meta.run_config or meta.run_config.get("arch", "capsnet") != "capsnet":
+        return None  # FLOPs are counted for CapsNet only
     return capsnet_flops(meta.run_config["model"], choice.routing_iters or meta.routing_iters)
 
 

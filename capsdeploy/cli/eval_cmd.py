@@ -63,7 +63,7 @@ def eval_cmd(checkpoints, json_dest, no_download, affine, multimnist, seed, engi
       capsdeploy eval --affine --checkpoint runs/caps40 --checkpoint runs/cnn40 \\
           --data-dir ../shared/data/mnist
     MultiMNIST (Section 6), after training both models with --multimnist:
-      capsdeploy eval --multimnist --checkpoint runs/caps-multi --checkpoint runs/cnn-multi \
+      capsdeploy eval --multimnist --checkpoint runs/caps-multi --checkpoint runs/cnn-multi \\
           --data-dir ../shared/data/mnist
     """
     from ..errors import UsageError
@@ -77,6 +77,11 @@ def eval_cmd(checkpoints, json_dest, no_download, affine, multimnist, seed, engi
 
         if kw["grid_path"]:
             raise UsageError("--grid draws one run's reconstructions; use `capsdeploy viz` for these tests")
+        if kw["dataset"] or kw["device"] != "auto":
+            raise UsageError(
+                "--affine/--multimnist build their sets from the run's own dataset and run on CPU; "
+                "drop --dataset/--device (--engine picks torch or ort)"
+            )
         compare, fmt = (compare_affine, format_affine) if affine else (compare_multimnist, format_multimnist)
         report = compare(
             list(checkpoints),
@@ -85,6 +90,7 @@ def eval_cmd(checkpoints, json_dest, no_download, affine, multimnist, seed, engi
             max_samples=kw["max_samples"],
             seed=seed,
             engine=engine,
+            batch_size=kw["batch_size"],
             download=not no_download,
         )
         text = fmt(report)

@@ -155,7 +155,8 @@ def export_cmd(
 
     \b
     The graph takes `image` [N, C, H, W] and returns `scores` [N, classes] (capsule
-    lengths), `poses` [N, classes, D] and, with --with-decoder, `reconstruction`.
+    lengths), `poses` [N, classes, D] and, with --with-decoder, `reconstruction`
+    (a baseline CNN run: `scores` = softmax probabilities and `logits`).
     Metadata in the file carries the run's config, normalization, routing iterations,
     precision and the weights' sha256. The graph is checked with onnx.checker and
     against TensorRT's ONNX parser support, then written atomically.
@@ -169,7 +170,8 @@ def export_cmd(
     \b
     --format triton writes a Triton model repository that `capsdeploy serve` and NVIDIA
     Triton both serve unchanged: OUTPUT/capsnet (image -> scores, poses) and
-    OUTPUT/capsnet_decoder (masked poses -> reconstruction), each with a config.pbtxt
+    OUTPUT/capsnet_decoder (masked poses -> reconstruction), or for a baseline CNN run
+    OUTPUT/cnn_baseline (image -> scores, logits), each with a config.pbtxt
     (batching, queue policy, instances) validated against Triton's ModelConfig schema.
       capsdeploy export --format triton --checkpoint runs/mnist --output repo
     """
@@ -181,6 +183,8 @@ def export_cmd(
 
     batching = batching_from(kw)  # only --format triton uses them
     kw["int8_ops"] = tuple(op.strip() for op in kw["int8_ops"].split(",") if op.strip())
+    if kw["int8_target"] == "cpu" and (fmt == "trt" or (fmt == "triton" and platform == "trt")):
+        raise UsageError("--int8-target cpu makes a file for ONNX Runtime; TensorRT needs --int8-target trt")
     opts = ExportOptions(
         io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
     )
@@ -238,12 +242,14 @@ def export_cmd(
     if json_dest != "-":
         for w in report["warnings"]:
             click.echo(f"warning: {w}", err=True)
-        click.echo(
-            f"wrote {report['output']} ({report['precision']}, {report['routing_iters']} routing iterations)"
-        )
+        routing = f"{report['routing_iters']} routing iterations" if report["routing_iters"] else "no routing"
+        click.echo(f"wrote {report['output']} ({report['precision']}, {routing})")
         click.echo(format_summary(report["summary"]))
         findings = report["tensorrt_findings"]
-        click.echo("TensorRT check: " + ("ok" if not findings else f"{len(findings)} finding(s)"))
+        if kw["precision"] == "int8" and kw["int8_target"] == "cpu":
+            click.echo("TensorRT check: not applicable (CPU-targeted INT8, for ONNX Runtime)")
+        else:
+            click.echo("TensorRT check: " + ("ok" if not findings else f"{len(findings)} finding(s)"))
         for f in findings:
             click.echo(f"  {f}")
     if strict_trt and has_errors(report["tensorrt_findings"]):

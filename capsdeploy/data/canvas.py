@@ -31,6 +31,18 @@ def center(images: np.ndarray, canvas: int) -> np.ndarray:
     return place(images, canvas, np.tile([top, left], (len(images), 1)))
 
 
+def on_canvas(images: np.ndarray, size: int) -> np.ndarray:
+    """Images as a model with ``size`` x ``size`` input takes them: unchanged when they fit
+    exactly, centred on a zero canvas when smaller (a run trained with --pad or --multimnist
+    sees 28x28 digits that way). Larger images are refused."""
+    h, w = images.shape[2:]
+    if (h, w) == (size, size):
+        return images
+    if h > size or w > size:
+        raise ValueError(f"{h}x{w} images do not fit a {size}x{size} model input")
+    return center(images, size)
+
+
 def ink_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right), inclusive, of the non-zero pixels of [C, H, W]; None if blank."""
     mask = image.max(axis=0) > 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UsageError
 from .canvas import center, shift
 from .imageset import ImageSet
 
@@ -48,6 +49,8 @@ def make_pairs(
     first = np.repeat(np.arange(n), pairs_per_digit)
     second = np.empty_like(first)
     by_class = {c: np.flatnonzero(data.labels != c) for c in np.unique(data.labels)}
+    if len(by_class) < 2:
+        raise UsageError(f"{data.name}/{data.split}: MultiMNIST pairs need digits of two classes at least")
     for j, i in enumerate(first):
         others = by_class[data.labels[i]]
         second[j] = others[rng.integers(len(others))]

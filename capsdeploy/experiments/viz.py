@@ -247,7 +247,10 @@ def multimnist(
     _require_capsnet(checkpoint, info)
     if not info.raw.get("dataset", {}).get("multimnist"):
         raise UsageError(f"{checkpoint} was not trained with --multimnist")
-    pairs = pairs_for(info, data_dir, split, count, seed, download)
+    # The pairs eval --multimnist scores (built from the whole split), the first `count` drawn.
+    pairs = pairs_for(info, data_dir, split, None, seed, download)
+    pairs = type(pairs)(*(getattr(pairs, f)[:count] for f in ("images", "labels", "parts", "sources", "shifts")),
+                        pairs.class_names, pairs.split)  # fmt: skip
     with run_backend(checkpoint, engine, model) as backend:
         out = backend_outputs(backend, pairs.images)
     top2 = np.argsort(-out["scores"], axis=1, kind="stable")[:, :2]

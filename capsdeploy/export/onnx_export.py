@@ -90,7 +90,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
     write_metadata(proto, meta)
     proto.producer_name, proto.producer_version = "capsdeploy", __version__
     _check(proto)
-    findings = check_tensorrt_compat(proto, opts.trt_version)
+    # A CPU-targeted INT8 file is for ONNX Runtime only (UINT8 activations with zero points,
+    # QOperator ops): TensorRT's rules do not apply to it, and it is never built into a plan.
+    cpu_int8 = opts.precision == "int8" and opts.int8_target == "cpu"
+    findings = [] if cpu_int8 else check_tensorrt_compat(proto, opts.trt_version)
 
     output = Path(output)
     with atomic_path(output) as tmp:
@@ -194,7 +197,10 @@ def _calibration_batches(info, opts: ExportOptions, batch_size: int = 32) -> lis
     data_dir = opts.data_dir or info.raw.get("training", {}).get("data_dir")
     data = load_split(dataset, split, data_dir, download=False, limit=opts.calib_samples)
     input_dtype = "uint8" if opts.input_dtype == "uint8" else "float32"
+    from ..data.canvas import on_canvas
+
+    images = on_canvas(data.images, info.model.image_size)  # --pad / --multimnist runs: their canvas
     return [
-        prepare_batch(data.images[i : i + batch_size], input_dtype, info.normalization)
-        for i in range(0, len(data), batch_size)
+        prepare_batch(images[i : i + batch_size], input_dtype, info.normalization)
+        for i in range(0, len(images), batch_size)
     ]

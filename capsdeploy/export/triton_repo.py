@@ -72,12 +72,12 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
     caps_onnx = staging / main_name / "1" / "model.onnx"
     caps_onnx.parent.mkdir(parents=True)
     main = export_onnx(checkpoint, caps_onnx, replace(opts, batch=None))
-    files = [(main_name, caps_onnx)]
+    exported = [(main_name, caps_onnx)]
     if arch == "capsnet":  # the decoder is its own model, so clients can decode edited poses
         dec_onnx = staging / DECODER / "1" / "model.onnx"
         dec_onnx.parent.mkdir(parents=True)
         export_decoder(checkpoint, dec_onnx, opts.opset)
-        files.append((DECODER, dec_onnx))
+        exported.append((DECODER, dec_onnx))
 
     meta = onnx.load(str(caps_onnx), load_external_data=False)
     props = {p.key: p.value for p in meta.metadata_props}
@@ -89,7 +89,7 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
         "capsdeploy.precision": opts.precision,
     }
     models = {}
-    for name, onnx_path in files:
+    for name, onnx_path in exported:
         decl = _declare(name, onnx_path, PLATFORMS[platform], parameters)
         files = [onnx_path]
         if platform == "trt":

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..contract import INPUT_NAME
 from ..data import load_split
+from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
 from ..model.checkpoint import read_run_info
@@ -92,12 +93,17 @@ def validate(
     dataset = dataset or trained.get("name", "mnist")
     split = split or trained.get("test_split", "t10k")
     data = load_split(dataset, split, data_dir, download, limit=num_samples)
+    size = info.model.image_size
+
+    def fit(pixels):  # runs trained with --pad or --multimnist take the digits on their canvas
+        return on_canvas(pixels, size) if pixels.shape[-1] < size else pixels
+
     ref_out: dict[str, list] = {}
     cand_out: dict[str, list] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i in tqdm(range(0, len(data), batch_size), desc="validate", leave=False, disable=None):
-            pixels = data.images[i : i + batch_size]
+            pixels = fit(data.images[i : i + batch_size])
             r = reference.infer({INPUT_NAME: prepare_batch(pixels, "float32", info.normalization)})
             c = candidate.infer({in_spec.name: prepare_batch(pixels, input_dtype, info.normalization)})
             for store, out in ((ref_out, r), (cand_out, c)):

@@ -230,8 +230,11 @@ def load_model_path(
     backend = _backend_for_file(path, engine)
     platform = "tensorrt_plan" if path.suffix == ".plan" else "onnxruntime_onnx"
     try:
-        cfg = model_config(_decl_of(CAPSNET, platform, backend), batching)
-        return {CAPSNET: serve_model(CAPSNET, "1", cfg, backend, on_batch)}, None
+        meta = backend.metadata
+        arch = meta.run_config.get("arch", "capsnet") if meta is not None else "capsnet"
+        name = MAIN_MODEL.get(arch, CAPSNET)  # the name `export --format triton` gives it
+        cfg = model_config(_decl_of(name, platform, backend), batching)
+        return {name: serve_model(name, "1", cfg, backend, on_batch)}, None
     except BaseException:
         backend.close()
         raise

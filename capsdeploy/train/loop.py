@@ -108,6 +108,13 @@ def resume_options(run_dir: str | Path, epochs: int | None = None) -> TrainOptio
     return opts
 
 
+def _check_options(opts: TrainOptions) -> None:
+    if opts.multimnist and opts.pad:
+        raise UsageError("--multimnist builds its own 36x36 canvas; drop --pad")
+    if opts.pairs_per_digit < 1 or opts.pad < 0:
+        raise UsageError("--pairs-per-digit must be >= 1 and --pad >= 0")
+
+
 def _load_data(opts: TrainOptions):
     """(train, validation or None, test): ImageSets, or with --multimnist, a train ImageSet of
     single digits (paired afresh each epoch) and fixed MultiSets of pairs to evaluate on."""
@@ -145,6 +152,7 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             "replace it with --overwrite, or choose another --out"
         )
     device = resolve_device(opts.device, dist_info)
+    _check_options(opts)
     train_set, val_set, test_set = _load_data(opts)
     channels, height, width = test_set.images.shape[1:]
     if height != width:
@@ -153,6 +161,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
     fixed = {"in_channels": channels, "image_size": height, "num_classes": len(train_set.class_names)}
     if arch.capsules:
         fixed |= {"routing_iters": opts.routing_iters, "detach_inner_routing": opts.detach_inner_routing}
+    else:
+        fixed["routing_iters"] = 0  # no routing to configure
     clash = {k for k in fixed if k in opts.model_overrides and opts.model_overrides[k] != fixed[k]}
     if clash:
         raise UsageError(f"--model-config sets {sorted(clash)}, which come from the data or other flags")

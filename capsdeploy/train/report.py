@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..data import load_split
+from ..data import ImageSet, load_split
+from ..data.canvas import on_canvas
 from ..data.datasets import get_spec
 from ..errors import UsageError
 from ..fileio import save_png
@@ -30,7 +31,14 @@ def evaluate_run(
     trained_on = info.raw.get("dataset", {})
     dataset = dataset or trained_on.get("name", "mnist")
     split = split or trained_on.get("test_split") or get_spec(dataset).default_test
+    if trained_on.get("multimnist"):
+        raise UsageError(
+            f"{checkpoint} was trained on MultiMNIST pairs; score it with `capsdeploy eval --multimnist`"
+        )
     data = load_split(dataset, split, data_dir, download, max_samples)
+    if data.shape[1] < info.model.image_size:  # a --pad run: its digits centred on its canvas
+        data = ImageSet(on_canvas(data.images, info.model.image_size), data.labels, data.class_names,
+                        data.name, data.split)  # fmt: skip
     expected = (info.model.in_channels, info.model.image_size, info.model.image_size)
     if data.shape != expected:
         raise UsageError(f"{dataset}/{split} images are {data.shape}, the model expects {expected}")

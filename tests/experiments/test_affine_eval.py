@@ -56,3 +56,20 @@ def test_ort_agrees_with_torch(runs40):
 def test_a_28px_model_is_refused_with_the_protocol(tiny_run):
     proc = capsdeploy("eval", "--affine", "--checkpoint", tiny_run)
     assert proc.returncode == 2 and "--pad 6" in proc.stderr
+
+
+def test_a_padded_run_is_evaluated_validated_and_calibrated_on_its_canvas(runs40, tmp_path):
+    """28x28 digits are centred on the 40x40 canvas wherever a --pad run meets its dataset."""
+    caps, cnn = runs40
+    for run in runs40:
+        proc = capsdeploy("eval", "--checkpoint", run, "--max-samples", 20, "--json", "-", check=True)
+        assert json.loads(proc.stdout)["num_samples"] == 20
+    model = tmp_path / "int8.onnx"
+    capsdeploy("export", "--checkpoint", caps, "--output", model, "--precision", "int8", "--calib-samples", 32,
+               check=True)  # fmt: skip
+    report = json.loads(
+        capsdeploy(
+            "validate", "--checkpoint", caps, "--model", model, "--num-samples", 32, "--json", "-"
+        ).stdout
+    )
+    assert report["num_samples"] == 32

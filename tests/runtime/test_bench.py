@@ -342,3 +342,13 @@ def test_gpu_phases_are_reported_apart_when_the_backend_times_them():
         type("Plain", (), {"infer": lambda self, f: {}})(), {"image": np.zeros((1, 1))}, 0, 0
     )
     assert not any(k.startswith("gpu_") for k in plain)
+
+
+def test_each_int8_flavour_gets_its_own_export():
+    from capsdeploy.bench.engine import export_name, parse_engines
+
+    names = {
+        c.label: export_name(c) for c in parse_engines(["ort", "ort-int8", "ort-cuda-int8", "trt-int8"], [])
+    }
+    assert names["ort-int8"] != names["trt-int8"] == names["ort-cuda-int8"]
+    assert len({names["ort"], names["ort-int8"], names["trt-int8"]}) == 3

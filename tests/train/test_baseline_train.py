@@ -72,3 +72,12 @@ def test_cnn_exports_validates_and_serves(cnn_run, tmp_path):
         x.set_data_from_numpy(np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32))
         result = client.infer("cnn_baseline", [x])
         np.testing.assert_allclose(result.as_numpy("scores").sum(1), 1.0, rtol=1e-5)
+
+
+def test_bench_runs_on_a_cnn_run(cnn_run):
+    report = json.loads(
+        capsdeploy("bench", "--checkpoint", cnn_run, "--engines", "torch,ort", "--batch-sizes", 2,
+                   "--duration-s", 0.1, "--warmup-s", 0, "--json", "-", check=True).stdout
+    )  # fmt: skip
+    assert {r["engine"] for r in report["results"]} == {"torch", "ort"}
+    assert all(r["gflop_per_image"] is None for r in report["results"])  # FLOPs are counted for CapsNet

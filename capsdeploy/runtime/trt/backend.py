@@ -168,32 +168,31 @@ class TrtBackend(Backend):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         # The base class checked names, exact dtypes and the profile's batch range.
+        host_in = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self._inputs}
+        n = next(iter(host_in.values())).shape[0]
         with self._lock, torch.cuda.stream(self.stream):
+            # Events sit right around the device work (host preparation and binding stay
+            # outside), so the phases are what trtexec calls H2D, GPU compute and D2H.
             events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if self.record_phases else None
-            if events:
-                events[0].record(self.stream)
-            dev = {
-                n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device, non_blocking=True)
-                for n in self._inputs
-            }
-            n = next(iter(dev.values())).shape[0]
+            mark = (lambda k: events[k].record(self.stream)) if events else (lambda k: None)
             entry = self._graph(bucket_for(n, self._buckets)) if self.cuda_graphs else None
-            if entry is not None:
-                for name, t in dev.items():  # into the graph's static inputs: part of the copy-in
-                    entry.inputs[name][:n].copy_(t)
-            if events:
-                events[1].record(self.stream)
+            mark(0)
+            if entry is None:
+                dev = {name: t.to(self.device, non_blocking=True) for name, t in host_in.items()}
+            else:  # straight into the graph's static inputs
+                for name, t in host_in.items():
+                    entry.inputs[name][:n].copy_(t, non_blocking=True)
             if entry is None:
                 outs = self._bind(self.context, dev)
+                mark(1)
                 self._run(self.context)
             else:
+                mark(1)
                 entry.graph.replay()
                 outs = {name: t[:n] for name, t in entry.outputs.items()}
-            if events:
-                events[2].record(self.stream)
+            mark(2)
             host = {name: t.to("cpu", non_blocking=True) for name, t in outs.items()}
-            if events:
-                events[3].record(self.stream)
+            mark(3)
             self.stream.synchronize()  # this stream only
             if events:
                 self.last_phases = phase_times(events)
