@@ -64,3 +64,35 @@ def test_draw_a_digit_then_steer_its_capsule(server, browser):
     assert changed > 0, "moving a pose slider did not change the reconstruction"
     assert not errors, errors
     page.close()
+
+
+def test_a_baseline_cnn_gets_scores_and_no_sliders(browser, tmp_path):
+    """The page finds a repository's cnn_baseline model and shows its probabilities alone."""
+    from capsdeploy.model import BaselineCNN, CNNConfig
+    from capsdeploy.model.checkpoint import build_config_doc, default_normalization, save_run
+    from tests.serve.conftest import export_repo, start_server
+
+    cfg = CNNConfig(conv_channels=(4, 4, 2), hidden=(8, 8))
+    doc = build_config_doc(cfg, [str(i) for i in range(10)], default_normalization(1),
+                           dataset={"name": "synthetic", "test_split": "t10k"})  # fmt: skip
+    repo = export_repo(save_run(tmp_path / "cnn", BaselineCNN(cfg), doc), tmp_path / "repo")
+    (tmp_path / "srv").mkdir()
+    srv = start_server([repo, "--engine", "ort"], tmp_path / "srv")
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + "/")
+        page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + 140, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 150, box["y"] + 200)
+        page.mouse.up()
+        page.wait_for_function("document.body.dataset.predictions === '1'", timeout=20_000)
+        values = [float(v) for v in page.locator("#bars .bar .value").all_inner_texts()]
+        assert abs(sum(values) - 1.0) < 0.01  # softmax probabilities (printed to 3 decimals)
+        assert "probability" in page.locator("#verdict").inner_text()
+        assert page.locator("#sliders input[type=range]").count() == 0 and not errors
+    finally:
+        assert srv.stop() == 0

@@ -3,7 +3,10 @@
 // through /v2/models/capsnet_decoder/infer. No build step, no third-party code.
 "use strict";
 
-const MODEL = "capsnet";
+// A CapsNet repository serves "capsnet" (and its decoder); a baseline CNN run, "cnn_baseline"
+// (scores only: no poses, no reconstruction).
+const MODELS = ["capsnet", "cnn_baseline"];
+let MODEL = MODELS[0];
 const DECODER = "capsnet_decoder";
 const SLIDER_RANGE = 0.25; // the paper's Figure 4 perturbs each dimension by -0.25..0.25
 
@@ -15,6 +18,7 @@ const state = {
   norm: { scale: 1 / 255, mean: [0], std: [1] },
   classes: [],
   hasDecoder: false,
+  capsules: true, // the model returns poses
   poses: null, // [classes][dim]
   winner: -1,
   delta: [],
@@ -48,7 +52,14 @@ async function infer(model, inputs, outputs) {
 }
 
 async function init() {
+  for (const name of MODELS) {
+    if ((await fetch(`/v2/models/${name}/ready`)).ok) {
+      MODEL = name;
+      break;
+    }
+  }
   const meta = await getJSON(`/v2/models/${MODEL}`);
+  state.capsules = meta.outputs.some((o) => o.name === "poses");
   const inp = meta.inputs[0];
   const [, c, h, w] = inp.shape;
   state.input = { name: inp.name, datatype: inp.datatype, channels: c, height: h, width: w };
@@ -60,12 +71,12 @@ async function init() {
   state.classes = params["capsdeploy.class_names"]
     ? JSON.parse(params["capsdeploy.class_names"].string_value)
     : Array.from({ length: n }, (_, i) => String(i));
-  state.hasDecoder = (await fetch(`/v2/models/${DECODER}`)).ok;
+  state.hasDecoder = state.capsules && (await fetch(`/v2/models/${DECODER}`)).ok;
   buildBars();
   clearPad();
   status(
     `model ${meta.name} v${meta.versions[0]} (${meta.platform}), input ${inp.datatype} ${JSON.stringify(inp.shape)}` +
-      (state.hasDecoder ? "" : " - no capsnet_decoder model: sliders disabled"),
+      (state.hasDecoder ? "" : state.capsules ? " - no capsnet_decoder model: sliders disabled" : " - no capsules: scores only"),
   );
 }
 
@@ -224,14 +235,15 @@ function modelInput(pixels) {
 
 // -- classify and decode -----------------------------------------------------------
 async function classify() {
-  const out = await infer(MODEL, [modelInput(toPixels())], ["scores", "poses"]);
+  const out = await infer(MODEL, [modelInput(toPixels())], state.capsules ? ["scores", "poses"] : ["scores"]);
   const scores = out.scores.data;
-  const [, k, dim] = out.poses.shape;
-  state.poses = Array.from({ length: k }, (_, i) => out.poses.data.slice(i * dim, (i + 1) * dim));
   state.winner = scores.indexOf(Math.max(...scores));
   showScores(scores);
   state.predictions += 1;
   document.body.dataset.predictions = state.predictions;
+  if (!state.capsules) return;
+  const [, k, dim] = out.poses.shape;
+  state.poses = Array.from({ length: k }, (_, i) => out.poses.data.slice(i * dim, (i + 1) * dim));
   if (state.delta.length !== dim) buildSliders(dim);
   await decode();
 }
@@ -242,7 +254,8 @@ function showScores(scores) {
     row.querySelector(".fill").style.width = `${Math.min(1, scores[i]) * 100}%`;
     row.querySelector(".value").textContent = scores[i].toFixed(3);
   });
-  $("verdict").textContent = `${state.classes[state.winner]} (capsule length ${scores[state.winner].toFixed(3)})`;
+  const what = state.capsules ? "capsule length" : "probability";
+  $("verdict").textContent = `${state.classes[state.winner]} (${what} ${scores[state.winner].toFixed(3)})`;
 }
 
 function buildSliders(dim) {
