@@ -26,6 +26,10 @@ with tempfile.TemporaryDirectory() as logs:
     try:
         subprocess.run([sys.executable, "-m", "capsdeploy", "bench", "--url", srv.url, "--concurrency",
                         "1,4,16,64", "--binary", "--window-s", "3", "--json", out], check=True)
+        # The same load from the reference client, one tritonclient per thread.
+        subprocess.run([sys.executable, "scripts/tritonclient_load.py", srv.url, "--threads", "64",
+                        "--seconds", "10", "--json", out.replace("http.json", "http-tritonclient.json")],
+                       check=True)
     finally:
         srv.stop()
 PY
