@@ -131,8 +131,8 @@ def export_name(choice: EngineChoice) -> str:
 
 def int8_flavour(runtime: str) -> dict:
     """ONNX Runtime on CPU gets the CPU-targeted INT8 file (UINT8 activations in QLinearConv:
-    2x the Q/DQ file's throughput and 1.2x FP32 here, README Results); CUDA and TensorRT get
-    the symmetric Q/DQ file TensorRT requires."""
+    2.8x the Q/DQ file's throughput and 1.4-1.5x FP32 on the README's machine); CUDA and
+    TensorRT get the symmetric Q/DQ file TensorRT requires."""
     return {"int8_target": "cpu", "int8_format": "qoperator"} if runtime == "ort" else {}
 
 

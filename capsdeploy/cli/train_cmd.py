@@ -42,6 +42,14 @@ from .common import data_options, handle_errors, parse_json_option
     help="Evaluate and deliver an exponential moving average of the weights, updated every step "
     "with this decay (warmed up over the first steps). 0: deliver the raw weights.",
 )
+@click.option(
+    "--warmup-steps",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Raise the learning rate linearly over the first N steps. Use it with --multimnist "
+    "(e.g. 300): at the full rate from step one, every capsule saturates on overlapping pairs.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")

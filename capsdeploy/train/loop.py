@@ -269,7 +269,8 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
                     loss, scores = training_step_loss(net, arch.capsules, x, y, target, opts.recon_scale)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                scaler.step(optimizer)
+                with warmed_up(optimizer, epoch * len(batches) + progress.step, opts.warmup_steps):
+                    scaler.step(optimizer)
                 scaler.update()
                 if average is not None:
                     average.update_parameters(model)
@@ -337,6 +338,28 @@ def _delivered(out: Path) -> dict:
     if not path.is_file():  # a non-main rank before any epoch ended
         return {}
     return json.loads(path.read_text()).get("metrics", {})
+
+
+@contextlib.contextmanager
+def warmed_up(optimizer, global_step: int, warmup_steps: int):
+    """Scale the learning rate by (step + 1) / warmup_steps for the first warmup_steps steps.
+
+    Applied around the optimizer step and undone after it, so the per-epoch decay schedule (and
+    its resume state) never sees the factor. A pure function of the global step, so a resumed
+    run warms up exactly as an uninterrupted one.
+    """
+    factor = min(1.0, (global_step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if factor == 1.0:
+        yield
+        return
+    base = [g["lr"] for g in optimizer.param_groups]
+    for g, lr in zip(optimizer.param_groups, base, strict=True):
+        g["lr"] = lr * factor
+    try:
+        yield
+    finally:
+        for g, lr in zip(optimizer.param_groups, base, strict=True):
+            g["lr"] = lr
 
 
 def _amp_dtype(opts: TrainOptions, device: torch.device):

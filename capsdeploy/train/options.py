@@ -20,6 +20,10 @@ class TrainOptions:
     batch_size: int = 16  # per process under torchrun
     lr: float = 1e-3
     lr_decay: float = 0.8  # multiplied into the learning rate after each epoch
+    # Linear learning-rate warm-up over the first N optimizer steps (0: none). MultiMNIST needs it:
+    # at full rate from the first step every capsule saturates at length ~1 within a few steps
+    # on overlapping pairs and the run never recovers (README, Paper claims).
+    warmup_steps: int = 0
     # Exponential moving average of the weights, evaluated and delivered (train/averaging.py);
     # 0: the raw weights are delivered.
     ema_decay: float = 0.999

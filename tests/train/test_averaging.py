@@ -34,3 +34,17 @@ def test_zero_disables_and_out_of_range_is_refused():
     assert weight_average(model, 0) is None
     with pytest.raises(ValueError, match="decay"):
         weight_average(model, 1.0)
+
+
+def test_warmup_scales_the_rate_for_one_step_only():
+    from capsdeploy.train.loop import warmed_up
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    seen = []
+    for step in (0, 3, 9, 10, 50):
+        with warmed_up(opt, step, warmup_steps=10):
+            seen.append(opt.param_groups[0]["lr"])
+        assert opt.param_groups[0]["lr"] == 0.5  # the schedule's own rate, untouched
+    assert seen == pytest.approx([0.05, 0.2, 0.5, 0.5, 0.5])
+    with warmed_up(opt, 0, warmup_steps=0):
+        assert opt.param_groups[0]["lr"] == 0.5
