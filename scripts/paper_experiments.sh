@@ -15,13 +15,14 @@ TEST=${TEST:-2000}
 OUT=${OUT:-runs/paper}
 DATA=(--dataset mnist --data-dir ../shared/data/mnist)
 COMMON=("${DATA[@]}" --train-split digits10k --test-split t10k --max-train-samples "$TRAIN"
-        --max-test-samples 1000 --epochs "$EPOCHS" --overwrite)
+        --max-test-samples 1000 --epochs "$EPOCHS" --warmup-steps 150 --overwrite)
 # Learning rates: CapsNet the paper's Adam 1e-3; the CNN 1e-4 (at 1e-3 its 35-70M-parameter dense
-# layer keeps it at chance: loss 2.34 after a 40x40 epoch). MultiMNIST runs warm up over 150 steps:
-# at the full rate from step one, CapsNet's capsules all saturate on overlapping pairs.
+# layer keeps it at chance: loss 2.34 after a 40x40 epoch). Every run warms up over 150 steps: at
+# the full rate from step one, CapsNet's capsules all saturate on 40x40 and 36x36 inputs (loss
+# ~3.2, every length ~1) and a run this short never recovers.
 CAPS=(--arch capsnet --lr 1e-3)
 CNN=(--arch cnn-baseline --lr 1e-4)
-MULTI=(--multimnist --pairs-per-digit 1 --warmup-steps 150)
+MULTI=(--multimnist --pairs-per-digit 1)
 capsdeploy train "${CAPS[@]}" "${MULTI[@]}" "${COMMON[@]}" --out "$OUT/capsnet-multi"
 capsdeploy train "${CAPS[@]}" --pad 6 "${COMMON[@]}" --out "$OUT/capsnet-pad6"
 capsdeploy train "${CNN[@]}" --pad 6 "${COMMON[@]}" --out "$OUT/cnn-baseline-pad6"
