@@ -40,6 +40,13 @@ def _report(json_dest, report: dict, text: str) -> None:
         click.echo(text)
 
 
+_decoder_model = click.option(
+    "--decoder-model",
+    type=click.Path(exists=True, dir_okay=False),
+    help="--engine ort: the exported decoder (capsnet_decoder's model.onnx); default: export it.",
+)
+
+
 @click.group("viz")
 def viz_cmd():
     """The paper's pictures from your run: reconstructions (Figure 3), capsule dimensions (Figure 4)."""
@@ -71,11 +78,7 @@ def reconstructions_cmd(checkpoint, json_dest, no_download, **kw):
 
 @viz_cmd.command("dimensions")
 @_common
-@click.option(
-    "--decoder-model",
-    type=click.Path(exists=True, dir_okay=False),
-    help="--engine ort: the exported decoder (capsnet_decoder's model.onnx); default: export it.",
-)
+@_decoder_model
 @click.option(
     "--digits", type=click.IntRange(1, 10), default=3, show_default=True, help="Digits, one per class."
 )
@@ -98,11 +101,7 @@ def dimensions_cmd(checkpoint, json_dest, no_download, **kw):
 
 @viz_cmd.command("multimnist")
 @_common
-@click.option(
-    "--decoder-model",
-    type=click.Path(exists=True, dir_okay=False),
-    help="--engine ort: the exported decoder (capsnet_decoder's model.onnx); default: export it.",
-)
+@_decoder_model
 @click.option("--count", type=click.IntRange(1), default=16, show_default=True, help="Pairs to draw.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the test pairs.")
 @handle_errors

@@ -11,8 +11,7 @@ from __future__ import annotations
 from ..data import load_split
 from ..data.affine import CANVAS, AffineRanges, affine_set, translated_set
 from ..errors import UsageError
-from ..model.checkpoint import read_run_info
-from .outputs import backend_outputs, run_backend
+from .outputs import backend_outputs, run_backend, runs_on_canvas
 
 PAPER = {
     "capsnet": {"translated": 0.9923, "affine": 0.79},
@@ -31,16 +30,10 @@ def compare_affine(
     download: bool = True,
 ) -> dict:
     """Accuracy of each run on the translated and the affine set built from one 28x28 split."""
-    infos = [read_run_info(c) for c in checkpoints]
-    for c, info in zip(checkpoints, infos, strict=True):
-        if info.model.image_size != CANVAS:
-            raise UsageError(
-                f"{c} takes {info.model.image_size}x{info.model.image_size} images; the affine comparison "
-                f"runs on a {CANVAS}x{CANVAS} canvas: train with --pad 6 on 28x28 digits"
-            )
-    trained = infos[0].raw.get("dataset", {})
-    dataset = trained.get("name", "mnist")
-    split = split or trained.get("test_split") or "t10k"
+    infos = runs_on_canvas(
+        checkpoints, CANVAS, "the affine comparison runs on", "train with --pad 6 on 28x28 digits"
+    )
+    dataset, split = infos[0].test_split(split)
     source = load_split(dataset, split, data_dir, download, max_samples)
     if source.shape[1:] != (28, 28):
         raise UsageError(

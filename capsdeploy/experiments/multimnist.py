@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from ..data import load_split
 from ..data.multimnist import CANVAS, MultiSet, both_found, make_pairs
-from ..errors import UsageError
-from ..model.checkpoint import read_run_info
-from .outputs import backend_outputs, run_backend
+from .outputs import backend_outputs, run_backend, runs_on_canvas
 
 PAPER_ERROR = {"capsnet": 0.052, "cnn-baseline": 0.081}
 
 
 def pairs_for(info, data_dir, split, max_samples, seed, download) -> MultiSet:
-    trained = info.raw.get("dataset", {})
-    dataset = trained.get("name", "mnist")
-    split = split or trained.get("test_split") or "t10k"
+    dataset, split = info.test_split(split)
     return make_pairs(load_split(dataset, split, data_dir, download, max_samples), 1, seed)
 
 
@@ -34,13 +30,7 @@ def compare_multimnist(
     batch_size: int = 128,
     download: bool = True,
 ) -> dict:
-    infos = [read_run_info(c) for c in checkpoints]
-    for c, info in zip(checkpoints, infos, strict=True):
-        if info.model.image_size != CANVAS:
-            raise UsageError(
-                f"{c} takes {info.model.image_size}x{info.model.image_size} images; MultiMNIST pairs are "
-                f"{CANVAS}x{CANVAS}: train it with --multimnist"
-            )
+    infos = runs_on_canvas(checkpoints, CANVAS, "MultiMNIST pairs are", "train it with --multimnist")
     pairs = pairs_for(infos[0], data_dir, split, max_samples, seed, download)
     rows = []
     for c, info in zip(checkpoints, infos, strict=True):

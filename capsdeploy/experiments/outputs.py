@@ -43,6 +43,18 @@ def run_backend(checkpoint, engine: str = "torch", model: str | None = None, wit
         yield backend
 
 
+def runs_on_canvas(checkpoints, size: int, what: str, fix: str) -> list:
+    """The RunInfo of each checkpoint, all of which must take ``size`` x ``size`` images."""
+    from ..model.checkpoint import read_run_info
+
+    infos = [read_run_info(c) for c in checkpoints]
+    for c, info in zip(checkpoints, infos, strict=True):
+        n = info.model.image_size
+        if n != size:
+            raise UsageError(f"{c} takes {n}x{n} images; {what} a {size}x{size} canvas: {fix}")
+    return infos
+
+
 def backend_outputs(backend, pixels: np.ndarray, batch_size: int = 128, desc: str | None = None) -> dict:
     """uint8 [N, C, H, W] -> every output of ``backend``, concatenated over batches."""
     meta = backend.metadata

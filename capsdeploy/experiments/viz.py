@@ -27,9 +27,7 @@ DELTAS = np.round(np.linspace(-0.25, 0.25, 11), 2) + 0.0  # the paper's 11 steps
 
 
 def _test_images(info, data_dir, split, count, download):
-    trained = info.raw.get("dataset", {})
-    dataset = trained.get("name", "mnist")
-    split = split or trained.get("test_split") or "t10k"
+    dataset, split = info.test_split(split)
     data = load_split(dataset, split, data_dir, download, count)
     size = info.model.image_size
     if data.shape[-1] < size:  # a --pad or --multimnist run: single digits centred on its canvas

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .config import config_from_dict
+
 
 @dataclass(frozen=True)
 class CNNConfig:
@@ -45,11 +47,7 @@ class CNNConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CNNConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 class BaselineCNN(nn.Module):

@@ -43,6 +43,11 @@ class RunInfo:
     def arch(self) -> str:
         return self.raw.get("arch", CAPSNET)
 
+    def test_split(self, split: str | None = None) -> tuple[str, str]:
+        """(dataset, split) of the images this run is tested on: ``split`` or the run's own."""
+        trained = self.raw.get("dataset", {})
+        return trained.get("name", "mnist"), split or trained.get("test_split") or "t10k"
+
     @property
     def weights_sha256(self) -> str:
         return self.raw.get("weights_sha256", "")

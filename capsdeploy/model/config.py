@@ -56,8 +56,13 @@ class CapsNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CapsNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d: dict):
+    """Any model config dataclass from its dict; unknown keys are an error, not ignored."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+    return cls(**d)
