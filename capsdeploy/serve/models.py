@@ -31,7 +31,7 @@ from .protocol import InputSpec
 from .stats import ModelStats
 
 log = logging.getLogger("capsdeploy.serve")
-DEFAULT_TIMEOUT_S = 30.0  # when the queue policy names none (Triton's 0 means "no timeout")
+REFUSE_NON_FINITE = "capsdeploy.refuse_non_finite"  # model parameter: "true" refuses NaN/inf inputs
 UNBOUNDED_QUEUE = 1 << 30
 
 
@@ -45,7 +45,7 @@ class ServedModel:
     stats: ModelStats
     inputs: list[InputSpec]
     output_names: list[str]
-    default_timeout_s: float
+    default_timeout_s: float | None  # queue timeout; None: none (Triton's default_timeout 0)
     allow_timeout_override: bool
     config_json: dict = field(default_factory=dict)
 
@@ -60,6 +60,11 @@ class ServedModel:
     @property
     def parameters(self) -> dict[str, str]:
         return {k: v.string_value for k, v in self.config.parameters.items()}
+
+    @property
+    def refuse_non_finite(self) -> bool:
+        """Triton hands NaN and infinities to the model; a config may opt into refusing them."""
+        return self.parameters.get(REFUSE_NON_FINITE, "").strip().lower() in ("1", "true", "yes")
 
     def pending(self) -> int:
         return self.batcher.pending()
@@ -86,7 +91,8 @@ class ServedModel:
             "outputs": tensors(self.config.output),
         }
 
-    def timeout_s(self, request_timeout_us: int | None) -> float:
+    def timeout_s(self, request_timeout_us: int | None) -> float | None:
+        """How long the request may wait in the queue (Triton's timeouts cover only that)."""
         if request_timeout_us and self.allow_timeout_override:
             return request_timeout_us / 1e6
         return self.default_timeout_s
@@ -112,7 +118,7 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
     dyn = config.dynamic_batching if config.HasField("dynamic_batching") else None
     policy = dyn.default_queue_policy if dyn is not None else None
     timeout_us = policy.default_timeout_microseconds if policy is not None else 0
-    default_timeout = timeout_us / 1e6 if timeout_us else DEFAULT_TIMEOUT_S
+    default_timeout = timeout_us / 1e6 if timeout_us else None
     workers = sum(g.count for g in config.instance_group) or 1
 
     def record(batch):
@@ -127,7 +133,6 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         max_queue_delay_us=dyn.max_queue_delay_microseconds if dyn is not None else 0,
         preferred_batch_sizes=list(dyn.preferred_batch_size) if dyn is not None else (),
         max_queue_size=(policy.max_queue_size or UNBOUNDED_QUEUE) if policy is not None else UNBOUNDED_QUEUE,
-        default_timeout_s=default_timeout,
         workers=workers,
         on_batch=record,
     )
