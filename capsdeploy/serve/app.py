@@ -139,7 +139,10 @@ async def multipart_file(request: Request, body: bytes, limit: int) -> bytes:
 
 
 # -- the application ------------------------------------------------------------
-def create_app(state: DataPlane, on_shutdown=None) -> Starlette:
+def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=None) -> Starlette:
+    """The HTTP app. ``on_startup`` / ``on_stopping``: coroutines run in the server's event loop
+    as it starts and once it has stopped taking HTTP requests (the gRPC front end lives there);
+    ``on_shutdown``: a blocking call after that (draining the batchers)."""
     plane = state
 
     def model_of(request: Request) -> ServedModel:
@@ -323,7 +326,11 @@ def create_app(state: DataPlane, on_shutdown=None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        if on_startup is not None:
+            await on_startup()
         yield
+        if on_stopping is not None:
+            await on_stopping()
         if on_shutdown is not None:  # after uvicorn has let accepted requests finish
             await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
 

@@ -139,7 +139,9 @@ class Call:
             # Triton: a request expires only while queued, as UNAVAILABLE.
             raise ServeError(503, "Request timeout expired", reason="REJECTED") from None
         except BatcherClosedError as e:
-            raise ServeError(503, f"the server is shutting down: {e}", {"retry-after": "1"}, "REJECTED") from None
+            raise ServeError(
+                503, f"the server is shutting down: {e}", {"retry-after": "1"}, "REJECTED"
+            ) from None
         except InferenceError as e:
             raise ServeError(500, str(e), reason="BACKEND") from None
         return results

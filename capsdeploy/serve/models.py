@@ -66,6 +66,11 @@ class ServedModel:
         """Triton hands NaN and infinities to the model; a config may opt into refusing them."""
         return self.parameters.get(REFUSE_NON_FINITE, "").strip().lower() in ("1", "true", "yes")
 
+    @property
+    def normalized_config(self):
+        """The ModelConfig as Triton returns it from /config and ModelConfig."""
+        return self.config
+
     def pending(self) -> int:
         return self.batcher.pending()
 

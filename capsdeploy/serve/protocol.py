@@ -179,11 +179,20 @@ def request_from_doc(
     )
 
 
+# The one `triton_` request parameter Triton itself takes (streaming clients, perf_analyzer).
+TRITON_REQUEST_PARAMS = ("triton_enable_empty_final_response",)
+
+
 def _no_reserved(params: dict, what: str) -> None:
-    # Triton reserves the prefix for its own use and refuses such parameters from clients.
-    reserved = sorted(k for k in params if isinstance(k, str) and k.startswith("triton_"))
+    # Triton reserves the prefix for its own use and refuses other such request parameters.
+    reserved = sorted(
+        k for k in params if isinstance(k, str) and k.startswith("triton_") and k not in TRITON_REQUEST_PARAMS
+    )
     if reserved:
-        raise ProtocolError(f"{what}: {reserved} use the reserved prefix 'triton_'; rename them")
+        raise ProtocolError(f"{what}: {reserved} use the prefix 'triton_', reserved for Triton usage; rename them")
+    for k in TRITON_REQUEST_PARAMS:
+        if k in params and not isinstance(params[k], bool):
+            raise ProtocolError(f"{what}: invalid value type for {k!r}, expected a bool")
 
 
 def _raw_request(body: bytes, inputs: list[InputSpec], output_names) -> InferRequest:
@@ -219,7 +228,6 @@ def _decode_tensor(item: dict, spec: InputSpec, raw, shm) -> np.ndarray:
         raise ProtocolError(f"input {name!r}: shape {shape} does not fit the model's {want_shape}")
     count = math.prod(shape)
     params = _dict(item.get("parameters"), f"input {name!r} parameters")
-    _no_reserved(params, f"input {name!r} parameters")
     ref = _shm_ref(params, f"input {name!r}")
     given_sources = [s for s, on in (("data", "data" in item), ("binary data", raw is not None),
                                      ("shared memory", ref is not None)) if on]
@@ -346,7 +354,6 @@ def _requested_outputs(raw, output_names: list[str], shm=None) -> list[OutputReq
             raise ProtocolError(f"output {name!r} is requested twice")
         seen.add(name)
         params = _dict(item.get("parameters"), f"output {name!r} parameters")
-        _no_reserved(params, f"output {name!r} parameters")
         ref = _shm_ref(params, f"output {name!r}")
         if ref is not None and shm is None:
             raise ProtocolError(f"output {name!r}: shared memory is not available here")
@@ -393,19 +400,16 @@ def encode_infer_response(
     shm=None,
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (binary outputs after a JSON header when asked for;
-    outputs bound to shared memory written there, named in the JSON without data)."""
+    outputs bound to shared memory written there and listed without data)."""
     wanted = request.outputs or [OutputRequest(n, None) for n in results]
     outputs, blobs = [], []
     for o in wanted:
         arr = np.ascontiguousarray(results[o.name])
         entry = {"name": o.name, "datatype": NP_TO_V2[arr.dtype.name], "shape": list(arr.shape)}
         if o.shm is not None:
-            size = write_shm_output(shm, o.shm, arr, f"output {o.name!r}")
-            entry["parameters"] = {
-                "shared_memory_region": o.shm.region,
-                "shared_memory_byte_size": size,
-                **({"shared_memory_offset": o.shm.offset} if o.shm.offset else {}),
-            }
+            # As Triton answers: name, datatype and shape only (Triton's C++ client reads any
+            # output `parameters` as binary data and fails without binary_data_size).
+            write_shm_output(shm, o.shm, arr, f"output {o.name!r}")
         elif o.binary if o.binary is not None else request.binary_output:
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}

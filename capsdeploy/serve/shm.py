@@ -49,15 +49,21 @@ class SharedMemoryRegistry:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SharedMemoryError(f"{what} must be a non-negative integer, got {value!r}")
         if not isinstance(key, str) or not key.strip("/") or "/" in key.strip("/"):
-            raise SharedMemoryError(f"key must name a POSIX shared-memory object (e.g. '/data0'), got {key!r}")
+            raise SharedMemoryError(
+                f"key must name a POSIX shared-memory object (e.g. '/data0'), got {key!r}"
+            )
         with self._lock:
             if name in self._regions:
-                raise SharedMemoryError(f"shared memory region {name!r} already in manager; unregister it first")
+                raise SharedMemoryError(
+                    f"shared memory region {name!r} already in manager; unregister it first"
+                )
             path = os.path.join(SHM_DIR, key.strip("/"))
             try:
                 fd = os.open(path, os.O_RDWR)
             except OSError as e:
-                raise SharedMemoryError(f"Unable to open shared memory region {key!r}: {e.strerror}") from None
+                raise SharedMemoryError(
+                    f"Unable to open shared memory region {key!r}: {e.strerror}"
+                ) from None
             try:
                 size = os.fstat(fd).st_size
                 if offset + byte_size > size:
@@ -97,7 +103,9 @@ class SharedMemoryRegistry:
                 raise SharedMemoryError(f"{what}: {label} must be a non-negative integer, got {value!r}")
         region = self._regions.get(name)
         if region is None:
-            raise SharedMemoryError(f"{what}: Unable to find shared memory region: {name!r}; register it first")
+            raise SharedMemoryError(
+                f"{what}: Unable to find shared memory region: {name!r}; register it first"
+            )
         if offset + size > region.byte_size:
             raise SharedMemoryError(
                 f"{what}: Invalid offset + byte size for shared memory region: {name!r} "

@@ -87,18 +87,16 @@ def test_data_with_binary_data_size_is_refused():
         parse(doc, x.tobytes())
 
 
-@pytest.mark.parametrize("where", ["request", "input", "output"])
-def test_triton_prefixed_parameters_are_refused(where):
+def test_triton_prefixed_request_parameters_are_refused():
+    """Triton refuses request parameters with its reserved prefix, except the one it takes
+    itself (triton_enable_empty_final_response, a bool); the old code let them all through."""
     x = np.zeros((1, 1, 4, 4), np.float32)
-    doc = {"inputs": [tensor(x)]}
-    if where == "request":
-        doc["parameters"] = {"triton_enable_empty_final_response": True}
-    elif where == "input":
-        doc["inputs"][0]["parameters"] = {"triton_x": 1}
-    else:
-        doc["outputs"] = [{"name": "scores", "parameters": {"triton_x": 1}}]
-    with pytest.raises(ProtocolError, match="reserved prefix 'triton_'"):
+    doc = {"inputs": [tensor(x)], "parameters": {"triton_x": 1}}
+    with pytest.raises(ProtocolError, match="reserved for Triton usage"):
         parse(doc)
+    assert parse({**doc, "parameters": {"triton_enable_empty_final_response": True}}).rows == 1
+    with pytest.raises(ProtocolError, match="expected a bool"):
+        parse({**doc, "parameters": {"triton_enable_empty_final_response": 1}})
 
 
 @pytest.mark.parametrize(
