@@ -22,6 +22,7 @@ from ..repository import (
     config_to_json,
     find_models,
     model_config,
+    normalize_config,
 )
 from ..repository.config import ModelDecl, TensorDecl
 from ..repository.dtypes import NP_TO_V2, np_type_of_config
@@ -68,8 +69,8 @@ class ServedModel:
 
     @property
     def normalized_config(self):
-        """The ModelConfig as Triton returns it from /config and ModelConfig."""
-        return self.config
+        """The ModelConfig as Triton returns it from /config and ModelConfig (normalized)."""
+        return normalize_config(self.config, _runs_on_gpu(self.backend))
 
     def pending(self) -> int:
         return self.batcher.pending()
@@ -158,7 +159,18 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         output_names=[t.name for t in config.output],
         default_timeout_s=default_timeout,
         allow_timeout_override=policy.allow_timeout_override if policy is not None else True,
-        config_json=config_to_json(config),
+        config_json=config_to_json(normalize_config(config, _runs_on_gpu(backend))),
+    )
+
+
+def _runs_on_gpu(backend: Backend) -> bool:
+    """Whether the engine's instances run on a GPU (Triton resolves KIND_AUTO by this)."""
+    if backend.name == "trt":
+        return True
+    providers = getattr(backend, "providers", None) or []
+    device = getattr(backend, "device", None)
+    return any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in providers) or (
+        getattr(device, "type", None) == "cuda"
     )
 
 

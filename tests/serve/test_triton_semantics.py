@@ -21,16 +21,19 @@ def _stats(host_port, model="capsnet"):
 
 def _assert_counts_agree(stats):
     inf = stats["inference_stats"]
-    counts = {k: inf[k]["count"] for k in ("success", "queue", "compute_input", "compute_infer", "compute_output")}
+    counts = {
+        k: inf[k]["count"] for k in ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    }
     assert len(set(counts.values())) == 1, counts
     executions = {
         k: sum(b[k]["count"] for b in stats["batch_stats"])
         for k in ("compute_input", "compute_infer", "compute_output")
     }
     assert set(executions.values()) == {stats["execution_count"]}, (executions, stats["execution_count"])
-    assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in stats["batch_stats"]) == stats[
-        "inference_count"
-    ]
+    assert (
+        sum(b["batch_size"] * b["compute_infer"]["count"] for b in stats["batch_stats"])
+        == stats["inference_count"]
+    )
 
 
 def test_non_finite_inputs_pass_through_and_json_nan_outputs_parse(server):
@@ -60,7 +63,11 @@ def test_a_model_can_opt_into_refusing_non_finite_inputs(tiny_repo):
     x = np.zeros((1, 1, 28, 28), np.float32)
     x[0, 0, 3, 3] = np.nan
     body = json.dumps(
-        {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": x.ravel().tolist()}]}
+        {
+            "inputs": [
+                {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": x.ravel().tolist()}
+            ]
+        }
     ).encode()
     with serve_in_thread({"capsnet": model}) as (hp, _):
         status, _, reply = request(hp, "POST", INFER, body)
@@ -114,7 +121,9 @@ def test_v1_predict_is_counted_like_an_inference_request(server, mnist_dir):
     from tests.serve.test_server import _digit_png
 
     before = _stats(server.host_port)
-    status, _, _ = request(server.host_port, "POST", "/v1/predict", _digit_png(mnist_dir), {"Content-Type": "image/png"})
+    status, _, _ = request(
+        server.host_port, "POST", "/v1/predict", _digit_png(mnist_dir), {"Content-Type": "image/png"}
+    )
     assert status == 200
     after = _stats(server.host_port)
     assert after["inference_stats"]["success"]["count"] == before["inference_stats"]["success"]["count"] + 1
@@ -135,7 +144,9 @@ def slow_backend_model(tiny_repo):
 
     backend = Slow(tiny_repo / "capsnet" / "1" / "model.onnx")
     opts = BatchingOptions(max_queue_delay_us=0, default_timeout_us=0)
-    return serve_model("capsnet", "1", model_config(_decl_of("capsnet", "onnxruntime_onnx", backend), opts), backend)
+    return serve_model(
+        "capsnet", "1", model_config(_decl_of("capsnet", "onnxruntime_onnx", backend), opts), backend
+    )
 
 
 def test_timeout_covers_the_queue_only(slow_backend_model):
@@ -163,3 +174,16 @@ def test_timeout_covers_the_queue_only(slow_backend_model):
         first.join()
         assert results[0][0] == 200
         assert results[1][0] == 503 and json.loads(results[1][2])["error"] == "Request timeout expired"
+
+
+def test_config_endpoint_returns_the_normalized_config(server):
+    import tritonclient.grpc as grpcclient
+
+    cfg = httpclient.InferenceServerClient(server.host_port).get_model_config("capsnet")
+    assert cfg["backend"] == "onnxruntime" and cfg["version_policy"] == {"latest": {"num_versions": 1}}
+    assert cfg["instance_group"][0]["kind"] == "KIND_CPU" and cfg["instance_group"][0]["name"] == "capsnet_0"
+    over_grpc = grpcclient.InferenceServerClient(server.grpc_host_port).get_model_config(
+        "capsnet", as_json=True
+    )
+    assert over_grpc["config"]["instance_group"][0]["kind"] == "KIND_CPU"
+    assert over_grpc["config"]["backend"] == "onnxruntime"
