@@ -187,3 +187,20 @@ def test_config_endpoint_returns_the_normalized_config(server):
     )
     assert over_grpc["config"]["instance_group"][0]["kind"] == "KIND_CPU"
     assert over_grpc["config"]["backend"] == "onnxruntime"
+
+
+def test_metrics_on_their_own_port_as_triton_serves_them(server):
+    """Triton serves Prometheus metrics on port 8002 at /metrics; so does serve (--metrics-port),
+    beside /metrics on the HTTP port, from the same registry."""
+    import urllib.request
+
+    from tests.serve.test_server import valid_body
+
+    assert request(server.host_port, "POST", INFER, valid_body())[0] == 200
+    assert server.metrics_url and server.metrics_url.endswith("/metrics")
+    own = urllib.request.urlopen(server.metrics_url, timeout=30).read().decode()
+    assert 'nv_inference_count{model="capsnet",version="1"}' in own
+    assert "capsdeploy_request_duration_seconds_bucket" in own
+    _, _, beside = request(server.host_port, "GET", "/metrics")
+    names = lambda text: {ln.split("{")[0] for ln in text.splitlines() if ln and not ln.startswith("#")}  # noqa: E731
+    assert names(own) == names(beside.decode())
