@@ -130,7 +130,7 @@ def test_version_folders_follow_tritons_rules(repo, tmp_path, bad):
     the model becomes a repository without a version: refused)."""
     dest = _copy_repo(repo, tmp_path)
     (dest / CAPSNET / "1").rename(dest / CAPSNET / bad)
-    with pytest.raises(UsageError, match="no version directory"):
+    with pytest.raises(UsageError, match="no version directory .a positive integer without leading zeros"):
         find_models(dest)
 
 
