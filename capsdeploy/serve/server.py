@@ -109,11 +109,17 @@ def run(
         for m in state.models.values():
             m.close(drain_s=drain)
 
+    # Every listener is claimed before uvicorn starts, so a taken port is a one-line usage
+    # error (exit 2), not a failed ASGI start-up.
     grpc_front = None
     if grpc_port:
         from .grpc_server import GrpcFrontEnd
 
+        _check_free(host, grpc_port, "--grpc-port")
         grpc_front = GrpcFrontEnd(state, host, grpc_port)
+    metrics_url = None
+    if metrics_port:
+        metrics_url = f"metrics on http://{shown}:{start_metrics(state, host, metrics_port)}/metrics"
 
     failed: list[BaseException] = []
 
@@ -135,8 +141,8 @@ def run(
             except OSError as e:
                 raise UsageError(str(e)) from None
             lines.append(f"gRPC on grpc://{shown}:{bound}")
-        if metrics_port:
-            lines.append(f"metrics on http://{shown}:{start_metrics(state, host, metrics_port)}/metrics")
+        if metrics_url:
+            lines.append(metrics_url)
         print("; ".join(lines), flush=True)  # one line: scripts wait for it
 
     async def stopping():
@@ -159,6 +165,18 @@ def run(
     server.run(sockets=[sock])
     if failed:
         raise failed[0]
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        from ..errors import UsageError
+
+        raise UsageError(f"cannot listen on {host}:{port} ({e.strerror}); choose another {flag}") from None
+    finally:
+        sock.close()
 
 
 def start_metrics(state: ServerState, host: str, port: int) -> int:

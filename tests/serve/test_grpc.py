@@ -274,3 +274,18 @@ def test_sigterm_under_grpc_load_answers_every_accepted_request(tiny_repo, tmp_p
     c = grpcclient.InferenceServerClient(srv.grpc_host_port)
     with pytest.raises(InferenceServerException):  # and the listener is gone
         c.is_server_live()
+
+
+@pytest.mark.parametrize("flag", ["--grpc-port", "--metrics-port"])
+def test_a_taken_grpc_or_metrics_port_exits_2_naming_the_flag(tiny_repo, flag):
+    import socket
+
+    from tests.helpers import capsdeploy
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        other = "--metrics-port" if flag == "--grpc-port" else "--grpc-port"
+        proc = capsdeploy("serve", tiny_repo, "--engine", "ort", "--port", 0, flag, port, other, 0)
+    assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
