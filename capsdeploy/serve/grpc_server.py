@@ -67,15 +67,6 @@ def _params(mapping) -> dict:
     return {k: _param_value(v) for k, v in mapping.items()}
 
 
-def _set_param(target, key: str, value) -> None:
-    if isinstance(value, bool):
-        target[key].bool_param = value
-    elif isinstance(value, int):
-        target[key].int64_param = value
-    else:
-        target[key].string_param = str(value)
-
-
 def request_doc(request) -> tuple[dict, list]:
     """The V2 request document and per-input raw bytes of a ModelInferRequest."""
     inputs = []
@@ -174,14 +165,12 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
         for o in req.outputs or [OutputRequest(n, None) for n in results]:
             arr = np.ascontiguousarray(results[o.name])
-            out = response.outputs.add(name=o.name, datatype=NP_TO_V2[arr.dtype.name], shape=list(arr.shape))
+            response.outputs.add(name=o.name, datatype=NP_TO_V2[arr.dtype.name], shape=list(arr.shape))
             if o.shm is not None:
-                size = write_shm_output(self.plane.shm, o.shm, arr, f"output {o.name!r}")
-                _set_param(out.parameters, "shared_memory_region", o.shm.region)
-                _set_param(out.parameters, "shared_memory_byte_size", size)
-                if o.shm.offset:
-                    _set_param(out.parameters, "shared_memory_offset", o.shm.offset)
-                response.raw_output_contents.append(b"")  # keeps raw contents aligned with outputs
+                # As Triton: the bytes go to the region, and an empty raw content keeps
+                # raw_output_contents aligned with outputs (its allocator adds one per output).
+                write_shm_output(self.plane.shm, o.shm, arr, f"output {o.name!r}")
+                response.raw_output_contents.append(b"")
             else:
                 response.raw_output_contents.append(
                     arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
