@@ -289,3 +289,23 @@ def test_a_taken_grpc_or_metrics_port_exits_2_naming_the_flag(tiny_repo, flag):
         other = "--metrics-port" if flag == "--grpc-port" else "--grpc-port"
         proc = capsdeploy("serve", tiny_repo, "--engine", "ort", "--port", 0, flag, port, other, 0)
     assert proc.returncode == 2 and flag in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_sigterm_drain_delay_turns_grpc_readiness_off_while_serving(tiny_repo, tmp_path):
+    """During --drain-delay gRPC says not ready (load balancers stop routing) yet still answers;
+    then its listener closes with HTTP's and the process exits 0."""
+    import signal
+
+    from tests.serve.conftest import start_server
+
+    srv = start_server([tiny_repo, "--engine", "ort", "--drain-delay", "2"], tmp_path)
+    c = grpcclient.InferenceServerClient(srv.grpc_host_port)
+    assert c.is_server_ready()
+    srv.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while c.is_server_ready():
+        assert time.monotonic() < deadline, "readiness never turned off"
+        time.sleep(0.02)
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    assert c.infer("capsnet", [_grpc_input(x)]).as_numpy("scores").shape == (1, 10)
+    assert srv.proc.wait(30) == 0, srv.log.read_text()
