@@ -17,6 +17,9 @@ What it promises, so a server built on it stays up:
   ``infer()`` and ``infer_async()`` return or raise within their timeout
   (``default_timeout_s`` when none is given); a bare ``submit()`` future whose
   deadline passed fails with ``RequestTimeoutError`` when a worker next looks;
+  ``infer_queued_async()`` is Triton's timeout instead (the server's path): it bounds only the
+  wait in the queue, a started request runs to the end, and it returns the request's timing
+  (queue, and its batch's input/infer/output phases);
 - a backend error fails only the requests of that batch, an error in the
   ``on_batch`` hook is logged, and the workers keep serving;
 - ``close(drain_s)`` stops accepting, lets queued and running requests finish
