@@ -142,7 +142,10 @@ def _bad_requests():
         for spec in inputs:
             t = r.inputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
             for k, v in spec.get("parameters", {}).items():
-                t.parameters[k].int64_param = v
+                if isinstance(v, str):
+                    t.parameters[k].string_param = v
+                else:
+                    t.parameters[k].int64_param = v
             if "data" in spec:
                 t.contents.fp32_contents.extend(spec["data"])
         r.raw_input_contents.extend(raws)
@@ -169,8 +172,22 @@ def _bad_requests():
         ("triton_ parameter", req([img], triton_x=1)),
         ("unknown output", req([img], outputs=[("nope", {})])),
         ("classification extension", req([img], outputs=[("scores", {"classification": 3})])),
-        ("unregistered shm region", req([{**img, "parameters": {"shared_memory_byte_size": 3136}}], raws=())),
+        (
+            "shm byte size without region",
+            req([{**img, "parameters": {"shared_memory_byte_size": 3136}}], raws=()),
+        ),
+        (
+            "unregistered shm region",
+            req(
+                [{**img, "parameters": {"shared_memory_region": "nope", "shared_memory_byte_size": 3136}}],
+                raws=(),
+            ),
+        ),
         ("negative timeout", req([img], timeout=-1)),
+        ("negative dimension", req([{**img, "shape": [-1, 1, 28, 28]}])),
+        ("empty batch", req([{**img, "shape": [0, 1, 28, 28]}], raws=(b"",))),
+        ("shm size without region", req([{**img, "parameters": {"shared_memory_offset": 0}}], raws=())),
+        ("no data at all", req([img], raws=())),
     ]
 
 
