@@ -169,6 +169,8 @@ def run(
 
 def _check_free(host: str, port: int, flag: str) -> None:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # As grpc binds: a port left in TIME_WAIT by the last server is free, a listening one is not.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
