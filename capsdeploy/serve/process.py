@@ -23,13 +23,14 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None
+        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None, port: int = 0
     ) -> ServerProcess:
-        """`capsdeploy serve ARGS --port 0`; returns once it listens. ``launcher``: the Python
-        arguments that run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file."""
+        """`capsdeploy serve ARGS --port PORT` (0: a free one); returns once it listens.
+        ``launcher``: the Python arguments that run the CLI (default ``-m capsdeploy``). Its
+        stderr goes to a log file."""
         log = Path(log_dir) / f"serve-{os.getpid()}-{time.monotonic_ns()}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", "0"]
+        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
         if "--log-level" not in cli:
             cli += ["--log-level", "warning"]
         with open(log, "w") as err:
