@@ -89,9 +89,8 @@ def validate(
         checkpoint, routing_iters=iters, with_decoder=with_decoder and "reconstruction" in out_names
     )
 
-    trained = info.raw.get("dataset", {})
-    dataset = dataset or trained.get("name", "mnist")
-    split = split or trained.get("test_split", "t10k")
+    run_dataset, split = info.test_split(split)
+    dataset = dataset or run_dataset
     data = load_split(dataset, split, data_dir, download, limit=num_samples)
     size = info.model.image_size
 
