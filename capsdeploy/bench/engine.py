@@ -285,6 +285,7 @@ def bench_engines(
                             "accuracy": acc,
                             "math": backend.math,
                             "_flops": _flops_of(backend, choice),
+                            **graph_report(backend, choice),
                         }
                     )
             finally:
@@ -311,6 +312,18 @@ def bench_engines(
         "peak_fp32_gemm_gflops_gpu": round(gpu_peak, 1) if gpu_peak else None,
         "results": rows,
         "warnings": warnings,
+    }
+
+
+def graph_report(backend, choice: EngineChoice) -> dict:
+    """For a CUDA-graph engine, the buckets captured and those that fell back to eager
+    (a "+graphs" row timed on eager fallbacks would claim graph speed it did not have)."""
+    state = getattr(backend, "capture_state", None) if choice.cuda_graphs else None
+    if state is None:
+        return {}
+    return {
+        "graphs_captured": [b for b, ok in state.items() if ok],
+        "graphs_failed": [b for b, ok in state.items() if not ok],
     }
 
 

@@ -67,3 +67,32 @@ def test_version_compatible_plans_need_host_code_unless_the_lean_runtime_is_excl
     assert not runtime_needs_host_code(
         {"compatibility": {"version_compatible": True, "exclude_lean_runtime": True}}
     )
+
+
+def test_min_batch_padding_returns_the_request_row_and_a_planted_row_swap_shows(tiny_run, tmp_path):
+    """The batcher pads a batch below the engine's minimum with zero rows: a backend (or slicing)
+    that answered with a pad row instead of the request's must be caught. With the old padding
+    (copies of the request's row) the planted swap below gave the right answer by accident."""
+    import numpy as np
+
+    from capsdeploy.export import ExportOptions, export_onnx
+    from capsdeploy.runtime.batcher import DynamicBatcher
+    from capsdeploy.runtime.ort_backend import OrtBackend
+
+    class Profiled(OrtBackend):
+        min_batch_size = 4
+        max_batch_size = 8
+
+    class RowsReversed(Profiled):  # the planted fault: rows come back in the wrong order
+        def _infer(self, feeds):
+            return {k: v[::-1].copy() for k, v in super()._infer(feeds).items()}
+
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+    ref = OrtBackend(tmp_path / "m.onnx").infer({"image": x})["scores"]
+    got = {}
+    for cls in (Profiled, RowsReversed):
+        with DynamicBatcher(cls(tmp_path / "m.onnx"), max_batch_size=8, max_queue_delay_us=0) as b:
+            got[cls.__name__] = b.infer({"image": x})["scores"]
+    np.testing.assert_allclose(got["Profiled"], ref, atol=1e-6)
+    assert np.abs(got["RowsReversed"] - ref).max() > 1e-4  # the swap is visible
