@@ -270,13 +270,15 @@ class TrtBackend(Backend):
             graph.capture_end()
             capturing = False
         except Exception as e:
+            ended = False  # capture_end ran to completion: it handed the allocator back itself
             if capturing:  # end the capture so the stream is usable again
                 with contextlib.suppress(Exception):
                     graph.capture_end()
-            released = release_failed_capture(torch, graph, self.device.index, pool)
+                    ended = True
+            released = release_failed_capture(torch, graph, self.device.index, pool, ended)
             _clear_cuda_error()
             self.capture_failures.append(
-                {"bucket": bucket, "error": str(e)[:300], "allocator_released": released}
+                {"bucket": bucket, "error": str(e)[:300], "allocator_released": released, "pool": list(pool)}
             )
             log.warning(
                 "CUDA graph capture for batch %d failed (%s); that batch size runs eagerly", bucket, e
@@ -351,10 +353,16 @@ def _release_key(key) -> None:
         _streams_in_use.discard(key)
 
 
-def release_failed_capture(torch, graph, device_index: int, pool) -> bool:
+def release_failed_capture(torch, graph, device_index: int, pool, ended: bool = False) -> bool:
     """Hand the caching allocator back after a capture that raised: stop routing allocations
     into ``pool`` and release it (PyTorch's own ``capture_end`` skips both when
-    ``cudaStreamEndCapture`` fails). True when both calls exist in this PyTorch and ran."""
+    ``cudaStreamEndCapture`` fails: aten/src/ATen/cuda/CUDAGraph.cpp). Where ``capture_end``
+    completed (``ended``), it already did, and ``graph.reset()`` releases the pool. True when
+    the allocator is known to be handed back."""
+    if ended:
+        with contextlib.suppress(Exception):
+            graph.reset()
+        return True
     end = getattr(torch._C, "_cuda_endAllocateToPool", None) or getattr(  # torch >= 2.8, older
         torch._C, "_cuda_endAllocateCurrentStreamToPool", None
     )
@@ -365,7 +373,7 @@ def release_failed_capture(torch, graph, device_index: int, pool) -> bool:
             end(device_index, pool)
             release(device_index, pool)
             done = True
-        except Exception as e:  # already ended (capture_end got that far): nothing held
+        except Exception as e:  # already handed back: nothing held
             log.debug("releasing the failed capture's pool: %s", e)
     with contextlib.suppress(Exception):
         graph.reset()
