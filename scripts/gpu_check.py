@@ -190,15 +190,21 @@ def _backend(plan, engine, graphs):
 
 
 def _x(n, seed):
-    return np.random.default_rng(seed).random((n, *IMAGE), dtype=np.float32)
+    """Pixels k/256: every partial sum of 784 of them is exact in float32 (18 significant bits),
+    so the kernel's result differs from the float64 reference by the final rounding alone."""
+    return (np.random.default_rng(seed).integers(0, 256, (n, *IMAGE)) / 256).astype(np.float32)
 
 
 def _err(backend, x):
-    return float(np.abs(backend.infer({"image": x})["scores"] - reference(x)).max())
+    """Largest error relative to the largest reference value."""
+    ref = reference(x)
+    return float(np.abs(backend.infer({"image": x})["scores"] - ref).max() / max(np.abs(ref).max(), 1e-6))
 
 
 # -- the stand-in steps: each returns (ok, details) ---------------------------------------------
-TOL = 1e-5  # float32 sums of 784 values in [0, 1) against a float64 reference
+# A few float32 roundings; a wrong row, a stale shape or a pad row returned instead of the
+# request's is off by a percent or more.
+TOL = 1e-6
 
 
 def standin_buckets_interleaved(tmp: Path):
