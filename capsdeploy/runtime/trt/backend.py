@@ -335,7 +335,7 @@ def acquire_stream(torch, device) -> tuple[object, Callable[[], None]]:
             )
         with torch.cuda.device(device):
             err, raw = cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
-        if int(err) != 0:
+        if err != cudart.cudaError_t.cudaSuccess:
             raise CapsDeployError(f"cudaStreamCreateWithFlags failed ({err})")
         stream = torch.cuda.ExternalStream(int(raw), device=device)
         key = (device.index, int(raw))
