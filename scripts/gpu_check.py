@@ -5,7 +5,8 @@ JSON report.
 Steps, each with its own time limit (the whole check stays under 8 minutes on an H200):
   environment   torch, CUDA device, CuPy, ONNX Runtime providers, TensorRT, cuda-python
   pytest_gpu    pytest -m gpu -rs on the GPU test files, CAPSDEPLOY_REQUIRE_GPU=1 (a skip
-                for want of CUDA fails; TensorRT tests skip with their reason)
+                for want of CUDA fails; TensorRT tests skip with their reason): torch-cuda
+                validate, CUDA training with AMP, CUDA and CPU forward agreeing
   validate      capsdeploy validate --engine torch-cuda (FP32 tolerance, TF32 off)
   bench_engines capsdeploy bench --engines torch,torch-cuda (GPU peak fraction, GPU FP32 GEMM)
   bench_workers capsdeploy bench --engine torch-cuda --workers 2 (every worker serves)
@@ -44,6 +45,7 @@ GPU_TESTS = [
     "tests/runtime/test_gpu_trt.py",
     "tests/runtime/test_gpu_bench.py",
     "tests/serve/test_gpu_serve.py",
+    "tests/train/test_gpu.py",
 ]
 # Python packages the check imports on the device machine (its image has them all; see docs/gpu.md).
 NEEDED = ["torch", "numpy", "click", "onnx", "tqdm", "safetensors", "PIL", "pytest", "google.protobuf"]
