@@ -73,6 +73,18 @@ def _gpu_gate(request):
     skip_or_fail(NO_CUDA, REQUIRE_GPU, "CAPSDEPLOY_REQUIRE_GPU")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Without CUDA, gpu tests are skipped at collection, so none of their fixtures (a trained
+    run, an exported repository) is built for nothing; with a REQUIRE switch set, `_gpu_gate`
+    fails them instead."""
+    if torch.cuda.is_available() or REQUIRE_GPU or REQUIRE_TRT:
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     """The real MNIST files in ../shared; CI must have them, elsewhere skip."""
