@@ -295,7 +295,7 @@ def _run_dataset(checkpoint) -> str:
         return "synthetic"
     from ..model.checkpoint import read_run_info
 
-    return read_run_info(checkpoint).raw.get("dataset", {}).get("name", "synthetic")
+    return read_run_info(checkpoint).dataset_name
 
 
 def _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw):

@@ -326,10 +326,14 @@ class DynamicBatcher:
                 else np.concatenate([r.feeds[s.name] for r in batch])
                 for s in self._specs
             }
-            # An engine whose profile starts above the batch gets repeated rows, dropped after.
+            # An engine whose profile starts above the batch gets zero rows, dropped after. Zeros,
+            # not copies of a request's row: an engine or slicing bug that returned a pad row
+            # instead of the request's then shows (tests compare against the unpadded row).
             pad = max(backend.min_batch_size - rows, 0)
             if pad:
-                feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
+                feeds = {
+                    k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in feeds.items()
+                }
             t_inputs = time.perf_counter()
             outputs = backend.infer(feeds)
             t_infer = time.perf_counter()

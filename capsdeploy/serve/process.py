@@ -44,14 +44,14 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None
+        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None, port: int = 0
     ) -> ServerProcess:
-        """`capsdeploy serve ARGS --port 0`, gRPC and metrics on free ports unless ARGS name them;
-        returns once it listens. ``launcher``: the Python arguments that run the CLI (default
-        ``-m capsdeploy``). Its stderr goes to a log file."""
+        """`capsdeploy serve ARGS --port PORT` (0: a free one), gRPC and metrics on free ports
+        unless ARGS name them; returns once it listens. ``launcher``: the Python arguments that
+        run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file."""
         log = Path(log_dir) / f"serve-{os.getpid()}-{time.monotonic_ns()}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", "0"]
+        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
         for flag in ("--grpc-port", "--metrics-port"):  # never the fixed defaults: tests run side by side
             if flag not in cli:
                 cli += [flag, str(free_port())]
