@@ -27,8 +27,16 @@ if [ -x "$DEST/bin/perf_analyzer" ] && [ -e "$DEST/lib/libcudart.so.12" ] && [ -
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
-  "tritonclient==$TRITONCLIENT" "nvidia-cuda-runtime-cu12==$CUDART" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+if ! "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
+  "tritonclient==$TRITONCLIENT" "nvidia-cuda-runtime-cu12==$CUDART" >"$tmp/pip.log" 2>&1; then
+  grep -v '^WARNING: Location' "$tmp/pip.log" >&2 || true
+  if [ "${CI:-}" = true ]; then
+    echo "install_perf_analyzer: download failed; CI needs perf_analyzer" >&2
+    exit 1
+  fi
+  echo "install_perf_analyzer: download failed (offline?); the perf_analyzer tests will skip" >&2
+  exit 0
+fi
 wheel_tc=$(ls "$tmp"/tritonclient-"$TRITONCLIENT"-*.whl)
 wheel_rt=$(ls "$tmp"/nvidia_cuda_runtime_cu12-*.whl)
 mkdir -p "$tmp/x"
