@@ -169,7 +169,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             if o.shm is not None:
                 # As Triton: the bytes go to the region, and an empty raw content keeps
                 # raw_output_contents aligned with outputs (its allocator adds one per output).
-                write_shm_output(self.plane.shm, o.shm, arr, f"output {o.name!r}")
+                write_shm_output(o.shm, arr, f"output {o.name!r}")
                 response.raw_output_contents.append(b"")
             else:
                 response.raw_output_contents.append(

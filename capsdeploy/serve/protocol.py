@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..repository.dtypes import NP_TO_V2, V2_TO_NP
+from ..repository.dtypes import NP_TO_V2
 
 MAX_TIMEOUT_US = 2**64 - 1  # Triton reads the timeout as a uint64 of microseconds
 
@@ -47,6 +47,9 @@ class ShmRef:
     region: str
     offset: int
     byte_size: int
+    # An output's Region, resolved when the request is parsed: the bytes go there even if the
+    # name is unregistered (or registered again) while the request runs.
+    target: object = None
 
 
 @dataclass
@@ -64,7 +67,6 @@ class InferRequest:
     outputs: list[OutputRequest] | None  # None: every output
     binary_output: bool  # the request-level default (binary_data_output)
     timeout_us: int | None
-    decoded_bytes: int = 0
     parameters: dict = field(default_factory=dict)
 
 
@@ -133,9 +135,7 @@ def parse_infer_request(
             f"the body carries {len(blobs)} bytes after the JSON header but the inputs' "
             f"binary_data_size add up to {offset}"
         )
-    req = request_from_doc(doc, raws, inputs, output_names, max_rows, shm)
-    req.decoded_bytes = len(body)
-    return req
+    return request_from_doc(doc, raws, inputs, output_names, max_rows, shm)
 
 
 def request_from_doc(
@@ -159,7 +159,7 @@ def request_from_doc(
             raise ProtocolError(f"unknown input {name!r}; the model takes {sorted(specs)}")
         if name in arrays:
             raise ProtocolError(f"input {name!r} is given twice")
-        arrays[name] = _decode_tensor(item, specs[name], raws[i], shm)
+        arrays[name] = _decode_tensor(item, specs[name], raws[i], shm, max_rows)
     missing = [n for n in specs if n not in arrays]
     if missing:
         raise ProtocolError(f"missing input(s) {missing}")
@@ -208,10 +208,10 @@ def _raw_request(body: bytes, inputs: list[InputSpec], output_names) -> InferReq
             f"{NP_TO_V2[spec.dtype]}, not {len(body)}; send batches with a JSON header"
         )
     arr = np.frombuffer(body, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype).reshape(shape)
-    return InferRequest(None, {spec.name: arr}, shape[0] if spec.batched else 1, None, True, None, len(body))
+    return InferRequest(None, {spec.name: arr}, shape[0] if spec.batched else 1, None, True, None)
 
 
-def _decode_tensor(item: dict, spec: InputSpec, raw, shm) -> np.ndarray:
+def _decode_tensor(item: dict, spec: InputSpec, raw, shm, max_rows: int | None = None) -> np.ndarray:
     name = spec.name
     datatype = item.get("datatype")
     want = NP_TO_V2[spec.dtype]
@@ -226,6 +226,11 @@ def _decode_tensor(item: dict, spec: InputSpec, raw, shm) -> np.ndarray:
     if len(given) != len(spec.dims) or any(w != -1 and d != w for d, w in zip(given, spec.dims, strict=True)):
         want_shape = ["N"] * spec.batched + [d if d >= 0 else "?" for d in spec.dims]
         raise ProtocolError(f"input {name!r}: shape {shape} does not fit the model's {want_shape}")
+    if spec.batched and max_rows is not None and shape and shape[0] > max_rows:
+        # Before any bytes are read or values converted: the shape alone says it is too big.
+        raise ProtocolError(
+            f"input {name!r}: {shape[0]} rows in one request; this model takes at most {max_rows} (max_batch_size)"
+        )
     count = math.prod(shape)
     params = _dict(item.get("parameters"), f"input {name!r} parameters")
     ref = _shm_ref(params, f"input {name!r}")
@@ -237,6 +242,11 @@ def _decode_tensor(item: dict, spec: InputSpec, raw, shm) -> np.ndarray:
     if ref is not None:
         if shm is None:
             raise ProtocolError(f"input {name!r}: shared memory is not available here")
+        if ref.byte_size != count * dtype.itemsize:  # checked before a byte is copied
+            raise ProtocolError(
+                f"input {name!r}: shape {shape} needs {count * dtype.itemsize} bytes of {want}, "
+                f"shared_memory_byte_size says {ref.byte_size}"
+            )
         raw = _shm_call(shm.read, ref.region, ref.offset, ref.byte_size, f"input {name!r}")
         size_what = "shared_memory_byte_size"
     else:
@@ -292,14 +302,11 @@ def _shm_call(fn, *args):
         raise ProtocolError(e.message) from None
 
 
-def write_shm_output(shm, ref: ShmRef, arr: np.ndarray, what: str) -> int:
-    """Copy ``arr`` into its region; the bytes written (ProtocolError when it does not fit)."""
+def write_shm_output(ref: ShmRef, arr: np.ndarray, what: str) -> int:
+    """Copy ``arr`` into the region the request resolved; the bytes written (ProtocolError when
+    it does not fit)."""
     raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    if len(raw) > ref.byte_size:
-        raise ProtocolError(
-            f"{what}: {len(raw)} bytes do not fit shared_memory_byte_size {ref.byte_size} of region {ref.region!r}"
-        )
-    _shm_call(shm.write, ref.region, ref.offset, ref.byte_size, raw, what)
+    _shm_call(ref.target.write, ref.offset, ref.byte_size, raw, what)
     return len(raw)
 
 
@@ -358,8 +365,8 @@ def _requested_outputs(raw, output_names: list[str], shm=None) -> list[OutputReq
         if ref is not None and shm is None:
             raise ProtocolError(f"output {name!r}: shared memory is not available here")
         if ref is not None:  # the region must exist and hold the range now, not after the batch ran
-            _shm_call(shm.read, ref.region, ref.offset, 0, f"output {name!r}")
-            _shm_call(shm.write, ref.region, ref.offset, ref.byte_size, b"", f"output {name!r}")
+            target = _shm_call(shm.resolve, ref.region, ref.offset, ref.byte_size, f"output {name!r}")
+            ref = ShmRef(ref.region, ref.offset, ref.byte_size, target)
         if "classification" in params:
             raise ProtocolError(
                 f"output {name!r}: the classification extension is not supported; request the scores "
@@ -409,7 +416,7 @@ def encode_infer_response(
         if o.shm is not None:
             # As Triton answers: name, datatype and shape only (Triton's C++ client reads any
             # output `parameters` as binary data and fails without binary_data_size).
-            write_shm_output(shm, o.shm, arr, f"output {o.name!r}")
+            write_shm_output(o.shm, arr, f"output {o.name!r}")
         elif o.binary if o.binary is not None else request.binary_output:
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
@@ -428,6 +435,3 @@ def encode_infer_response(
         "inference-header-content-length": str(len(header)),
     }
 
-
-def tensor_dtype(v2: str) -> str:
-    return V2_TO_NP[v2]

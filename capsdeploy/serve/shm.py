@@ -3,17 +3,27 @@ shared-memory object (``shm_open``), registers it under a name with a byte range
 names the region (plus offset and byte size) instead of sending tensor bytes; outputs can be
 written into a region the same way. Every access is checked against the registered range.
 
+Regions are read and written with ``pread``/``pwrite`` on a descriptor kept open, never mapped:
+a client may shrink its object at any time, and a mapped access past the new end is a SIGBUS
+that kills the server, while a short ``pread`` is an error we can answer (400). The object is
+opened as glibc's ``shm_open`` opens it (``O_NOFOLLOW``), and must be a regular file, so a key
+cannot reach a file outside /dev/shm through a symlink.
+
+A request resolves its output regions when it is parsed and keeps the ``Region`` objects: an
+unregister (or a re-register of the name over another object) while it runs neither fails it
+nor redirects its bytes; the descriptor closes when the last holder lets go (Triton defers an
+unregister while a region is in use).
+
 CUDA shared memory needs a GPU this server does not map: its status is empty, unregistering
 succeeds (nothing is registered), registering is refused with a message.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
+import stat
 import threading
-from dataclasses import dataclass
+import weakref
 
 SHM_DIR = "/dev/shm"  # where Linux keeps shm_open objects
 
@@ -24,19 +34,60 @@ class SharedMemoryError(Exception):
         self.message, self.status = message, status
 
 
-@dataclass
 class Region:
-    name: str
-    key: str
-    offset: int
-    byte_size: int
-    _map: mmap.mmap
+    """One registered range of a shared-memory object, by an open descriptor. The descriptor
+    closes when the Region is no longer referenced: by the registry (until unregistered) and by
+    every request that resolved it."""
+
+    def __init__(self, name: str, key: str, offset: int, byte_size: int, fd: int):
+        self.name, self.key, self.offset, self.byte_size, self.fd = name, key, offset, byte_size, fd
+        self._closer = weakref.finalize(self, os.close, fd)
 
     def status(self) -> dict:
         return {"name": self.name, "key": self.key, "offset": self.offset, "byte_size": self.byte_size}
 
-    def view(self, offset: int, size: int) -> memoryview:
-        return memoryview(self._map)[self.offset + offset : self.offset + offset + size]
+    def check(self, offset, size, what: str) -> None:
+        for label, value in (("shared_memory_offset", offset), ("shared_memory_byte_size", size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SharedMemoryError(f"{what}: {label} must be a non-negative integer, got {value!r}")
+        if offset + size > self.byte_size:
+            raise SharedMemoryError(
+                f"{what}: Invalid offset + byte size for shared memory region: {self.name!r} "
+                f"({offset} + {size} > {self.byte_size})"
+            )
+
+    def _shrunk(self, what: str, need: int) -> SharedMemoryError:
+        return SharedMemoryError(
+            f"{what}: shared memory region {self.name!r} ({self.key!r}) is shorter than registered: "
+            f"it holds {os.fstat(self.fd).st_size} bytes, the access needs {need}"
+        )
+
+    def read(self, offset: int, size: int, what: str) -> bytes:
+        """A copy of ``size`` bytes at ``offset`` (a request owns its inputs)."""
+        self.check(offset, size, what)
+        start = self.offset + offset
+        chunks, got = [], 0
+        while got < size:
+            chunk = os.pread(self.fd, size - got, start + got)
+            if not chunk:
+                raise self._shrunk(what, start + size)
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def write(self, offset: int, size: int, data: bytes, what: str) -> None:
+        self.check(offset, size, what)
+        if len(data) > size:
+            raise SharedMemoryError(
+                f"{what}: {len(data)} bytes do not fit the {size} bytes given in region {self.name!r}"
+            )
+        start = self.offset + offset
+        # pwrite past the end would grow the client's object; refuse as a mapped write would fail.
+        if os.fstat(self.fd).st_size < start + len(data):
+            raise self._shrunk(what, start + len(data))
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.pwrite(self.fd, view[done:], start + done)
 
 
 class SharedMemoryRegistry:
@@ -48,7 +99,9 @@ class SharedMemoryRegistry:
         for what, value in (("offset", offset), ("byte_size", byte_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SharedMemoryError(f"{what} must be a non-negative integer, got {value!r}")
-        if not isinstance(key, str) or not key.strip("/") or "/" in key.strip("/"):
+        obj = key.strip("/") if isinstance(key, str) else ""
+        # One path component naming an object in /dev/shm: no '/', '.', '..' or NUL.
+        if not obj or "/" in obj or obj in (".", "..") or "\0" in obj:
             raise SharedMemoryError(
                 f"key must name a POSIX shared-memory object (e.g. '/data0'), got {key!r}"
             )
@@ -57,35 +110,35 @@ class SharedMemoryRegistry:
                 raise SharedMemoryError(
                     f"shared memory region {name!r} already in manager; unregister it first"
                 )
-            path = os.path.join(SHM_DIR, key.strip("/"))
             try:
-                fd = os.open(path, os.O_RDWR)
+                fd = os.open(os.path.join(SHM_DIR, obj), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as e:
                 raise SharedMemoryError(
                     f"Unable to open shared memory region {key!r}: {e.strerror}"
                 ) from None
             try:
-                size = os.fstat(fd).st_size
-                if offset + byte_size > size:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise SharedMemoryError(
+                        f"Unable to open shared memory region {key!r}: not a shared memory object"
+                    )
+                if offset + byte_size > st.st_size:
                     raise SharedMemoryError(
                         f"shared memory region {name!r}: offset {offset} + byte_size {byte_size} exceeds "
-                        f"the {size} bytes of {key!r}"
+                        f"the {st.st_size} bytes of {key!r}"
                     )
-                mapped = mmap.mmap(fd, size) if size else mmap.mmap(-1, 1)
-            finally:
+            except BaseException:
                 os.close(fd)
-            self._regions[name] = Region(name, key, offset, byte_size, mapped)
+                raise
+            self._regions[name] = Region(name, key, offset, byte_size, fd)
 
     def unregister(self, name: str | None = None) -> None:
-        """One region, or every region (``None``); an unknown name is no error (Triton's rule)."""
+        """One region, or every region (``None``); an unknown name is no error (Triton's rule).
+        A request that resolved the region keeps it (and its descriptor) until it is done."""
         with self._lock:
             names = list(self._regions) if name is None else [name]
             for n in names:
-                region = self._regions.pop(n, None)
-                if region is not None:
-                    # BufferError: a request still holds a view; the map closes when that is freed.
-                    with contextlib.suppress(BufferError):
-                        region._map.close()
+                self._regions.pop(n, None)
 
     def status(self, name: str | None = None) -> list[dict]:
         with self._lock:
@@ -95,38 +148,24 @@ class SharedMemoryRegistry:
                 raise SharedMemoryError(f"Unable to find system shared memory region: {name!r}", 404)
             return [self._regions[name].status()]
 
-    def _region(self, name, offset, size, what: str) -> Region:
+    def resolve(self, name, offset, size, what: str) -> Region:
+        """The region ``name`` now, with ``offset``/``size`` checked against its range."""
         if not isinstance(name, str):
             raise SharedMemoryError(f"{what}: shared_memory_region must be a string")
-        for label, value in (("shared_memory_offset", offset), ("shared_memory_byte_size", size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SharedMemoryError(f"{what}: {label} must be a non-negative integer, got {value!r}")
-        region = self._regions.get(name)
+        with self._lock:
+            region = self._regions.get(name)
         if region is None:
             raise SharedMemoryError(
                 f"{what}: Unable to find shared memory region: {name!r}; register it first"
             )
-        if offset + size > region.byte_size:
-            raise SharedMemoryError(
-                f"{what}: Invalid offset + byte size for shared memory region: {name!r} "
-                f"({offset} + {size} > {region.byte_size})"
-            )
+        region.check(offset, size, what)
         return region
 
     def read(self, name, offset, size, what: str) -> bytes:
-        """A copy of ``size`` bytes at ``offset`` in region ``name`` (a request owns its inputs)."""
-        with self._lock:
-            region = self._region(name, offset, size, what)
-            return bytes(region.view(offset, size))
+        return self.resolve(name, offset, size, what).read(offset, size, what)
 
     def write(self, name, offset, size, data: bytes, what: str) -> None:
-        with self._lock:
-            region = self._region(name, offset, size, what)
-            if len(data) > size:
-                raise SharedMemoryError(
-                    f"{what}: {len(data)} bytes do not fit the {size} bytes given in region {name!r}"
-                )
-            region.view(offset, len(data))[:] = data
+        self.resolve(name, offset, size, what).write(offset, size, data, what)
 
 
 def cuda_register_refused(name: str) -> SharedMemoryError:
