@@ -98,10 +98,16 @@ class ServedModel:
         }
 
     def timeout_s(self, request_timeout_us: int | None) -> float | None:
-        """How long the request may wait in the queue (Triton's timeouts cover only that)."""
-        if request_timeout_us and self.allow_timeout_override:
+        """How long the request may wait in the queue (Triton's timeouts cover only that), by
+        Triton's rule (core's PolicyQueue::Enqueue): the queue policy's default; a request's own
+        timeout replaces it only when overrides are allowed and it is shorter. No default (0, or
+        no dynamic batching, whose default scheduler has no queue policy): no timeout at all."""
+        default = self.default_timeout_s
+        if default is None:
+            return None
+        if self.allow_timeout_override and request_timeout_us and request_timeout_us < default * 1e6:
             return request_timeout_us / 1e6
-        return self.default_timeout_s
+        return default
 
     def close(self, drain_s: float) -> None:
         self.batcher.close(drain_s)
@@ -158,7 +164,7 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         inputs=inputs,
         output_names=[t.name for t in config.output],
         default_timeout_s=default_timeout,
-        allow_timeout_override=policy.allow_timeout_override if policy is not None else True,
+        allow_timeout_override=policy.allow_timeout_override if policy is not None else False,
         config_json=config_to_json(normalize_config(config, _runs_on_gpu(backend))),
     )
 

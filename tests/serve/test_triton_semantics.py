@@ -1,6 +1,7 @@
 """Where Triton's behaviour was checked against its sources and ours differed: each test here
 failed on the old code (non-finite inputs refused, compute counts that disagreed under batching,
-/v1/predict uncounted, timeouts over queue + compute with 504)."""
+/v1/predict uncounted, timeouts over queue + compute with 504, request timeouts that lengthened
+the default or applied with none)."""
 
 import asyncio
 import json
@@ -8,7 +9,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aioclient
 
@@ -130,9 +130,8 @@ def test_v1_predict_is_counted_like_an_inference_request(server, mnist_dir):
     _assert_counts_agree(after)
 
 
-@pytest.fixture
-def slow_backend_model(tiny_repo):
-    """capsnet whose every execution takes 0.3 s, queue delay 0."""
+def _slow_model(tiny_repo, **opts):
+    """capsnet whose every execution takes 0.3 s, queue delay 0, the given BatchingOptions."""
     from capsdeploy.repository import BatchingOptions, model_config
     from capsdeploy.runtime.ort_backend import OrtBackend
     from capsdeploy.serve.models import _decl_of, serve_model
@@ -143,37 +142,85 @@ def slow_backend_model(tiny_repo):
             return super()._infer(feeds)
 
     backend = Slow(tiny_repo / "capsnet" / "1" / "model.onnx")
-    opts = BatchingOptions(max_queue_delay_us=0, default_timeout_us=0)
-    return serve_model(
-        "capsnet", "1", model_config(_decl_of("capsnet", "onnxruntime_onnx", backend), opts), backend
-    )
+    config = model_config(_decl_of("capsnet", "onnxruntime_onnx", backend), BatchingOptions(max_queue_delay_us=0, **opts))
+    return serve_model("capsnet", "1", config, backend)
 
 
-def test_timeout_covers_the_queue_only(slow_backend_model):
-    """Triton expires a request only while it waits in the queue: one that starts at once runs
-    to the end even past its timeout (the old code answered 504 after the timeout), and one
-    still queued when its timeout passes gets UNAVAILABLE (503)."""
+def _first_runs_second_queues(model, timeout_us):
+    """Two requests with ``timeout_us``: the first runs at once (0.3 s), the second waits in the
+    queue behind it for about 0.25 s. Their (status, body) pairs."""
     from tests.serve.conftest import serve_in_thread
     from tests.serve.test_server import valid_body
 
     doc = json.loads(valid_body())
-    doc["parameters"] = {"timeout": 100_000}  # 100 ms < the 300 ms execution
+    doc["parameters"] = {"timeout": timeout_us}
     body = json.dumps(doc).encode()
-    with serve_in_thread({"capsnet": slow_backend_model}) as (hp, _):
+    results = {}
+
+    def send(i):
         status, _, reply = request(hp, "POST", INFER, body)
-        assert status == 200, reply
-        results = {}
+        results[i] = status, reply
 
-        def send(i):
-            results[i] = request(hp, "POST", INFER, body)
-
+    with serve_in_thread({"capsnet": model}) as (hp, _):
         first = threading.Thread(target=send, args=(0,))
         first.start()
-        time.sleep(0.05)  # the first is running; the second waits in the queue past its 100 ms
+        time.sleep(0.05)  # the first is running; the second waits in the queue
         send(1)
         first.join()
-        assert results[0][0] == 200
-        assert results[1][0] == 503 and json.loads(results[1][2])["error"] == "Request timeout expired"
+    return results[0], results[1]
+
+
+def test_timeout_covers_the_queue_only(tiny_repo):
+    """Triton expires a request only while it waits in the queue: one that starts at once runs
+    to the end even past its timeout (the old code answered 504 after the timeout), and one
+    still queued when its timeout passes gets UNAVAILABLE (503). The queue policy has a default
+    (10 s): a shorter request timeout (100 ms) replaces it."""
+    first, second = _first_runs_second_queues(_slow_model(tiny_repo, default_timeout_us=10_000_000), 100_000)
+    assert first[0] == 200, first
+    assert second[0] == 503 and json.loads(second[1])["error"] == "Request timeout expired"
+
+
+def test_no_default_timeout_means_no_timeout_whatever_the_request_says(tiny_repo):
+    """Triton (PolicyQueue::Enqueue): with default_timeout_microseconds 0 a request's own
+    timeout is never applied: the queued request waits and succeeds."""
+    first, second = _first_runs_second_queues(_slow_model(tiny_repo, default_timeout_us=0), 100_000)
+    assert first[0] == 200 and second[0] == 200, (first, second)
+
+
+def test_a_request_cannot_lengthen_the_default_timeout(tiny_repo):
+    """A request timeout longer than the queue policy's default is not honoured: the default
+    (100 ms) expires the queued request although it asked for 10 s."""
+    first, second = _first_runs_second_queues(_slow_model(tiny_repo, default_timeout_us=100_000), 10_000_000)
+    assert first[0] == 200, first
+    assert second[0] == 503 and json.loads(second[1])["error"] == "Request timeout expired"
+
+
+def test_queue_timeout_rule_is_tritons(tiny_repo):
+    """ServedModel.timeout_s against Triton's rule, including no dynamic batching (the default
+    scheduler ignores request timeouts) and allow_timeout_override false."""
+    from capsdeploy.repository import BatchingOptions, model_config
+    from capsdeploy.runtime.ort_backend import OrtBackend
+    from capsdeploy.serve.models import _decl_of, serve_model
+
+    backend = OrtBackend(tiny_repo / "capsnet" / "1" / "model.onnx")
+    decl = _decl_of("capsnet", "onnxruntime_onnx", backend)
+
+    def timeout(req_us, override=True, **opts):
+        config = model_config(decl, BatchingOptions(**opts))
+        if config.HasField("dynamic_batching"):
+            config.dynamic_batching.default_queue_policy.allow_timeout_override = override
+        model = serve_model("capsnet", "1", config, backend)
+        try:
+            return model.timeout_s(req_us)
+        finally:
+            model.close(0)
+
+    assert timeout(None, default_timeout_us=2_000_000) == 2.0
+    assert timeout(500_000, default_timeout_us=2_000_000) == 0.5  # shorter: replaces the default
+    assert timeout(5_000_000, default_timeout_us=2_000_000) == 2.0  # longer: ignored
+    assert timeout(500_000, default_timeout_us=0) is None  # no default: no timeout at all
+    assert timeout(500_000, override=False, default_timeout_us=2_000_000) == 2.0
+    assert timeout(500_000, dynamic_batching=False) is None  # default scheduler: none
 
 
 def test_config_endpoint_returns_the_normalized_config(server):
