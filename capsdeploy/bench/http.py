@@ -174,19 +174,21 @@ class GrpcTarget:
             return -1
 
     async def stats(self) -> dict:
-        doc = await self.client.get_inference_statistics(self.model, as_json=True)
-        return _numbers(doc["model_stats"][0])  # protobuf's JSON writes 64-bit integers as strings
+        # The protobuf itself, not as_json: protobuf's JSON leaves out zero-valued fields (a fresh
+        # server's counts) and writes 64-bit integers as strings.
+        msg = (await self.client.get_inference_statistics(self.model)).model_stats[0]
+        phases = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+        return {
+            "inference_count": msg.inference_count,
+            "execution_count": msg.execution_count,
+            "inference_stats": {
+                p: {"count": getattr(msg.inference_stats, p).count, "ns": getattr(msg.inference_stats, p).ns}
+                for p in phases
+            },
+        }
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def _numbers(value):
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 async def _closed_window(target, clients: int, seconds: float) -> Window:

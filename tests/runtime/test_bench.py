@@ -150,6 +150,22 @@ def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path
     export_triton(tiny_run, tmp_path / "repo", Opts(), BatchingOptions())
     srv = ServerProcess.start([tmp_path / "repo", "--engine", "ort", "--drain-delay", "0"], tmp_path)
     try:
+        # gRPC first, on a fresh server: its statistics are all zero, which protobuf's JSON
+        # leaves out (the old code failed on the missing "count").
+        over_grpc = capsdeploy(
+            "bench",
+            "--url",
+            srv.grpc_url,
+            "--concurrency",
+            "1,4",
+            "--window-s",
+            0.3,
+            "--max-trials",
+            3,
+            "--json",
+            "-",
+            check=True,
+        )
         proc = capsdeploy(
             "bench",
             "--url",
@@ -159,20 +175,6 @@ def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path
             "--request-rate",
             40,
             "--poisson",
-            "--window-s",
-            0.3,
-            "--max-trials",
-            3,
-            "--json",
-            "-",
-            check=True,
-        )
-        over_grpc = capsdeploy(
-            "bench",
-            "--url",
-            srv.grpc_url,
-            "--concurrency",
-            "1,4",
             "--window-s",
             0.3,
             "--max-trials",
