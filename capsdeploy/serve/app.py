@@ -30,13 +30,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import UsageError
-from .dataplane import DataPlane, ServeError
+from .dataplane import DataPlane, ServeError, off_loop
 from .models import ServedModel
 from .protocol import encode_infer_response, parse_infer_request
 from .shm import SharedMemoryError, cuda_register_refused
 
 PAGE_DIR = Path(__file__).parent / "page"
-OFF_LOOP_BYTES = 256 << 10  # parse or encode larger bodies in a worker thread, not on the event loop
 JSON_BYTES_PER_VALUE = 32  # generous: "-0.123456789012345678," is 22
 access_log = logging.getLogger("capsdeploy.access")
 
@@ -186,10 +185,7 @@ def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=
                     "send tensors as binary data (binary_data_size)",
                 )
             args = (body, header_length, model.inputs, model.output_names, model.max_rows, plane.shm)
-            if len(body) > OFF_LOOP_BYTES:  # keep health checks answering while a big body parses
-                req = await run_in_threadpool(parse_infer_request, *args)
-            else:
-                req = parse_infer_request(*args)
+            req = await off_loop(len(body), parse_infer_request, *args)
             request.state.request_id = req.id
             results = await call.run(req)
             enc = (model.name, model.version, req, results, plane.shm)

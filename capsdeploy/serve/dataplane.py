@@ -36,6 +36,18 @@ EXTENSIONS = [
 ]
 
 
+# Decode or encode a request larger than this in a worker thread, not on the event loop, so
+# health checks and other requests keep answering (both front ends).
+OFF_LOOP_BYTES = 256 << 10
+
+
+async def off_loop(nbytes: int, fn, *args):
+    """``fn(*args)``; in a worker thread when it handles more than OFF_LOOP_BYTES."""
+    if nbytes > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
 class ServeError(Exception):
     def __init__(self, status: int, message: str, headers: dict | None = None, reason: str = "OTHER"):
         super().__init__(message)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import grpc
 import numpy as np
@@ -21,7 +22,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from ..repository.dtypes import NP_TO_V2
-from .dataplane import DataPlane, ServeError
+from .dataplane import DataPlane, ServeError, off_loop
 from .protocol import OutputRequest, ProtocolError, request_from_doc, write_shm_output
 from .shm import SharedMemoryError, cuda_register_refused
 
@@ -67,28 +68,48 @@ def _params(mapping) -> dict:
     return {k: _param_value(v) for k, v in mapping.items()}
 
 
-def request_doc(request) -> tuple[dict, list]:
-    """The V2 request document and per-input raw bytes of a ModelInferRequest."""
-    inputs = []
+def request_doc(request, max_rows: int | None = None) -> tuple[dict, list]:
+    """The V2 request document and per-input raw bytes of a ModelInferRequest.
+
+    As Triton (infer_handler.cc): raw_input_contents go out in order to the inputs that have
+    neither typed contents nor a shared-memory region; too few or too many is an error. Typed
+    contents are checked against the shape (and ``max_rows``) before they are converted, and
+    converted by numpy, never through a Python list (a 64 MB message is 16M values)."""
+    inputs, raws, given, used = [], [], request.raw_input_contents, 0
     for t in request.inputs:
-        item = {
-            "name": t.name,
-            "datatype": t.datatype,
-            "shape": list(t.shape),
-            "parameters": _params(t.parameters),
-        }
+        params = _params(t.parameters)
+        item = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "parameters": params}
+        raw = None
         if t.HasField("contents"):
             field = CONTENTS_FIELD.get(t.datatype)
             if field is None:
                 raise ProtocolError(
                     f"input {t.name!r}: {t.datatype} has no typed contents; send raw_input_contents"
                 )
-            item["data"] = list(getattr(t.contents, field))
+            values = getattr(t.contents, field)
+            shape = item["shape"]
+            if max_rows is not None and len(shape) > 0 and shape[0] > max_rows:
+                raise ProtocolError(
+                    f"input {t.name!r}: {shape[0]} rows in one request; this model takes at most "
+                    f"{max_rows} (max_batch_size)"
+                )
+            count = math.prod(shape)
+            if all(d >= 0 for d in shape) and len(values) != count:
+                raise ProtocolError(f"input {t.name!r}: shape {shape} holds {count} values, `data` has {len(values)}")
+            item["data"] = np.asarray(values)
+        elif "shared_memory_region" not in params and len(given):
+            if used >= len(given):
+                raise ProtocolError(
+                    f"input {t.name!r}: raw_input_contents holds {len(given)} tensors, fewer than the "
+                    "inputs without typed contents or shared memory; give one for each, in order"
+                )
+            raw, used = given[used], used + 1
         inputs.append(item)
-    raws = list(request.raw_input_contents)
-    if raws and len(raws) != len(inputs):
+        raws.append(raw)
+    if used != len(given):
         raise ProtocolError(
-            f"raw_input_contents holds {len(raws)} tensors for {len(inputs)} inputs; give one per input"
+            f"raw_input_contents holds {len(given)} tensors for {used} inputs without typed contents "
+            "or shared memory; give one for each, in order"
         )
     doc = {
         "id": request.id or None,
@@ -96,7 +117,7 @@ def request_doc(request) -> tuple[dict, list]:
         "inputs": inputs,
         "outputs": [{"name": o.name, "parameters": _params(o.parameters)} for o in request.outputs] or None,
     }
-    return doc, raws or [None] * len(inputs)
+    return doc, raws
 
 
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -154,12 +175,14 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         """One request through the dataplane; raises ServeError."""
         model = self.plane.model(request.model_name, request.model_version or None)
         async with self.plane.inference(model) as call:
-            doc, raws = request_doc(request)
-            req = request_from_doc(
-                doc, raws, model.inputs, model.output_names, model.max_rows, self.plane.shm
-            )
+            size = request.ByteSize()  # a large message decodes and encodes off the event loop
+            req = await off_loop(size, self._decode, model, request)
             results = await call.run(req)
-            return self._response(model, request.id, req, results)
+            return await off_loop(size, self._response, model, request.id, req, results)
+
+    def _decode(self, model, request):
+        doc, raws = request_doc(request, model.max_rows)
+        return request_from_doc(doc, raws, model.inputs, model.output_names, model.max_rows, self.plane.shm)
 
     def _response(self, model, request_id: str, req, results: dict) -> pb.ModelInferResponse:
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)

@@ -326,3 +326,52 @@ def test_sigterm_drain_delay_turns_grpc_readiness_off_while_serving(tiny_repo, t
     x = np.zeros((1, 1, 28, 28), np.float32)
     assert c.infer("capsnet", [_grpc_input(x)]).as_numpy("scores").shape == (1, 10)
     assert srv.proc.wait(30) == 0, srv.log.read_text()
+
+
+def test_raw_input_contents_go_to_the_inputs_without_contents_or_shared_memory():
+    """Triton (infer_handler.cc) hands raw_input_contents out in order, only to inputs that have
+    neither typed contents nor a shared-memory region; too few or too many raws is
+    INVALID_ARGUMENT. The old code matched them to inputs by position."""
+    from capsdeploy.serve.grpc_server import request_doc
+    from capsdeploy.serve.protocol import ProtocolError
+
+    def req(raws):
+        r = pb.ModelInferRequest(model_name="m")
+        a = r.inputs.add(name="a", datatype="FP32", shape=[1, 2])
+        a.parameters["shared_memory_region"].string_param = "r"
+        a.parameters["shared_memory_byte_size"].int64_param = 8
+        r.inputs.add(name="b", datatype="FP32", shape=[1, 2]).contents.fp32_contents.extend([1.0, 2.0])
+        r.inputs.add(name="c", datatype="FP32", shape=[1, 2])
+        r.inputs.add(name="d", datatype="FP32", shape=[1, 2])
+        r.raw_input_contents.extend(raws)
+        return r
+
+    doc, raws = request_doc(req([b"c" * 8, b"d" * 8]))
+    assert [i["name"] for i in doc["inputs"]] == ["a", "b", "c", "d"]
+    assert raws == [None, None, b"c" * 8, b"d" * 8]
+    with pytest.raises(ProtocolError, match="raw_input_contents"):
+        request_doc(req([b"c" * 8]))  # d has no data
+    with pytest.raises(ProtocolError, match="raw_input_contents"):
+        request_doc(req([b"c" * 8, b"d" * 8, b"x" * 8]))  # one left over
+
+
+def test_typed_contents_are_checked_against_the_shape_before_they_are_converted():
+    """Too many rows, or a count the shape contradicts, is refused while building the request
+    document, before the values become an array (the old code built a Python list of them
+    first); accepted values come out as one numpy array."""
+    from capsdeploy.serve.grpc_server import request_doc
+    from capsdeploy.serve.protocol import ProtocolError
+
+    def req(rows, n):
+        r = pb.ModelInferRequest(model_name="capsnet")
+        r.inputs.add(name="image", datatype="FP32", shape=[rows, 1, 28, 28]).contents.fp32_contents.extend(
+            np.zeros(n, np.float32)
+        )
+        return r
+
+    with pytest.raises(ProtocolError, match="max_batch_size"):
+        request_doc(req(65, 65 * 784), max_rows=64)
+    with pytest.raises(ProtocolError, match="holds 784 values, `data` has 10"):
+        request_doc(req(1, 10), max_rows=64)
+    doc, _ = request_doc(req(2, 2 * 784), max_rows=64)
+    assert isinstance(doc["inputs"][0]["data"], np.ndarray) and doc["inputs"][0]["data"].size == 2 * 784
