@@ -36,6 +36,8 @@ STATUS_TO_CODE = {
     501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+# Unanswered requests one stream may have running; past it the stream stops reading.
+STREAM_IN_FLIGHT = 256
 # Triton's typed contents: which InferTensorContents field holds each datatype.
 CONTENTS_FIELD = {
     "BOOL": "bool_contents",
@@ -207,9 +209,13 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc_code(e.status), e.message)
 
     async def ModelStreamInfer(self, request_iterator, context):
-        """Each request runs as it arrives; responses go back as they complete."""
+        """Each request runs as it arrives (at most STREAM_IN_FLIGHT unanswered per stream);
+        responses go back as they complete. The stream ends when the client has closed its side
+        (or its side failed) and every request taken has been answered."""
         done: asyncio.Queue = asyncio.Queue()
         pending: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
+        taken = 0  # requests read; each gets exactly one response on `done`
 
         async def one(request):
             try:
@@ -227,23 +233,33 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
                     error_message=f"internal error: {type(e).__name__}",
                     infer_response=pb.ModelInferResponse(id=request.id),
                 )
-            await done.put(response)
+            finally:
+                slots.release()
+            done.put_nowait(response)
 
         async def read():
-            async for request in request_iterator:
-                task = asyncio.ensure_future(one(request))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            await done.put(None)  # the client closed its side
+            nonlocal taken
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()  # a full stream stops reading: flow control holds the client
+                    taken += 1
+                    task = asyncio.ensure_future(one(request))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            except Exception as e:  # the client's side failed: answer what was taken, then end
+                log.debug("stream reader stopped: %s", e)
+            finally:
+                done.put_nowait(None)  # always, or the stream would wait forever
 
         reader = asyncio.ensure_future(read())
         try:
-            closed = False
-            while not (closed and not pending and done.empty()):
+            closed, answered = False, 0
+            while not (closed and answered == taken):
                 item = await done.get()
                 if item is None:
                     closed = True
                     continue
+                answered += 1
                 yield item
         finally:
             reader.cancel()

@@ -375,3 +375,52 @@ def test_typed_contents_are_checked_against_the_shape_before_they_are_converted(
         request_doc(req(1, 10), max_rows=64)
     doc, _ = request_doc(req(2, 2 * 784), max_rows=64)
     assert isinstance(doc["inputs"][0]["data"], np.ndarray) and doc["inputs"][0]["data"].size == 2 * 784
+
+
+def test_stream_ends_when_the_request_iterator_fails():
+    """A stream whose incoming side raises (a client reset) answers the requests already taken
+    and then ends; the old code's reader died without its end marker and the stream waited
+    forever."""
+    from capsdeploy.serve.dataplane import DataPlane
+    from capsdeploy.serve.grpc_server import Servicer
+
+    async def requests():
+        for i in range(3):
+            yield pb.ModelInferRequest(model_name="nope", id=str(i))  # each answered with an error
+        raise ConnectionResetError("client went away")
+
+    async def collect():
+        return [r async for r in Servicer(DataPlane({})).ModelStreamInfer(requests(), None)]
+
+    answers = asyncio.run(asyncio.wait_for(collect(), 10))
+    assert sorted(a.infer_response.id for a in answers) == ["0", "1", "2"]
+    assert all("unknown model" in a.error_message for a in answers)
+
+
+def test_stream_bounds_its_requests_in_flight(monkeypatch):
+    """One stream cannot queue an unbounded number of requests: the reader stops taking new
+    ones while STREAM_IN_FLIGHT are unanswered (gRPC flow control then holds the client)."""
+    from capsdeploy.serve import grpc_server
+    from capsdeploy.serve.dataplane import DataPlane
+
+    monkeypatch.setattr(grpc_server, "STREAM_IN_FLIGHT", 2)
+    running, peak = 0, 0
+
+    class Slow(grpc_server.Servicer):
+        async def _infer(self, request):
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+            return pb.ModelInferResponse(id=request.id)
+
+    async def requests():
+        for i in range(20):
+            yield pb.ModelInferRequest(model_name="m", id=str(i))
+
+    async def collect():
+        return [r async for r in Slow(DataPlane({})).ModelStreamInfer(requests(), None)]
+
+    answers = asyncio.run(asyncio.wait_for(collect(), 10))
+    assert len(answers) == 20 and peak == 2
