@@ -281,7 +281,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             self.plane.shm.register(request.name, request.key, request.offset, request.byte_size)
         except SharedMemoryError as e:
-            await context.abort(grpc_code(e.status), e.message)
+            code = getattr(grpc.StatusCode, e.grpc_code) if e.grpc_code else grpc_code(e.status)
+            await context.abort(code, e.message)
         return pb.SystemSharedMemoryRegisterResponse()
 
     async def SystemSharedMemoryUnregister(self, request, context):

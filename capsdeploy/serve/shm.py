@@ -29,9 +29,12 @@ SHM_DIR = "/dev/shm"  # where Linux keeps shm_open objects
 
 
 class SharedMemoryError(Exception):
-    def __init__(self, message: str, status: int = 400):
+    """``status``: the HTTP status; ``grpc_code``: the gRPC status name where Triton's differs
+    from the one the HTTP status maps to (a taken name: HTTP 400, gRPC ALREADY_EXISTS)."""
+
+    def __init__(self, message: str, status: int = 400, grpc_code: str | None = None):
         super().__init__(message)
-        self.message, self.status = message, status
+        self.message, self.status, self.grpc_code = message, status, grpc_code
 
 
 class Region:
@@ -50,6 +53,11 @@ class Region:
         for label, value in (("shared_memory_offset", offset), ("shared_memory_byte_size", size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SharedMemoryError(f"{what}: {label} must be a non-negative integer, got {value!r}")
+        if offset >= self.byte_size and (offset or size):  # Triton: an offset must lie inside the region
+            raise SharedMemoryError(
+                f"{what}: Invalid offset for shared memory region: {self.name!r} "
+                f"(offset {offset}, the region holds {self.byte_size} bytes)"
+            )
         if offset + size > self.byte_size:
             raise SharedMemoryError(
                 f"{what}: Invalid offset + byte size for shared memory region: {self.name!r} "
@@ -108,7 +116,8 @@ class SharedMemoryRegistry:
         with self._lock:
             if name in self._regions:
                 raise SharedMemoryError(
-                    f"shared memory region {name!r} already in manager; unregister it first"
+                    f"shared memory region {name!r} already in manager; unregister it first",
+                    grpc_code="ALREADY_EXISTS",
                 )
             try:
                 fd = os.open(os.path.join(SHM_DIR, obj), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -124,3 +124,33 @@ def test_cuda_shared_memory_unregister_all_succeeds_and_register_is_refused(serv
     assert not (status if transport == "http" else status.get("regions"))
     with pytest.raises(InferenceServerException, match="maps no GPU memory"):
         c.register_cuda_shared_memory("g", b"\0" * 64, 0, 64)
+
+
+def test_grpc_duplicate_register_is_already_exists_and_offsets_past_the_region_are_refused(server, regions):
+    """Triton: registering a taken name is ALREADY_EXISTS over gRPC; an offset at or past the
+    region's end is "Invalid offset" even for a zero byte size."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc
+
+    channel = grpc.insecure_channel(server.grpc_host_port)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    reg = pb.SystemSharedMemoryRegisterRequest(name="dup", key="/capsdeploy_test_out", offset=0, byte_size=16)
+    try:
+        stub.SystemSharedMemoryRegister(reg)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.SystemSharedMemoryRegister(reg)
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS and "already" in e.value.details()
+    finally:
+        stub.SystemSharedMemoryUnregister(pb.SystemSharedMemoryUnregisterRequest(name="dup"))
+        channel.close()
+
+
+def test_an_offset_at_the_end_of_the_region_is_invalid():
+    from capsdeploy.serve.shm import Region, SharedMemoryError
+
+    region = Region.__new__(Region)
+    region.name, region.byte_size = "r", 64
+    region.check(63, 1, "output")
+    with pytest.raises(SharedMemoryError, match="Invalid offset"):
+        region.check(64, 0, "output")
