@@ -41,7 +41,6 @@ access_log = logging.getLogger("capsdeploy.access")
 
 # The front ends share one dataplane; the old names stay for callers of this module.
 ServerState = DataPlane
-HTTPError = ServeError
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -53,19 +52,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decompressed (gzip, deflate), never more than ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"body of {declared} bytes exceeds the limit of {limit} (--max-body-mb)")
+        raise ServeError(413, f"body of {declared} bytes exceeds the limit of {limit} (--max-body-mb)")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPError(413, f"body exceeds the limit of {limit} bytes (--max-body-mb)")
+            raise ServeError(413, f"body exceeds the limit of {limit} bytes (--max-body-mb)")
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate"):
-        raise HTTPError(501, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+        raise ServeError(501, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
     # gzip: a gzip header; deflate: zlib's header (what tritonclient sends), raw deflate accepted too.
     wbits = (
         16 + zlib.MAX_WBITS
@@ -76,13 +75,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as e:
-        raise HTTPError(400, f"body is not valid {encoding} data ({e})") from None
+        raise ServeError(400, f"body is not valid {encoding} data ({e})") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise HTTPError(413, f"decompressed body exceeds the limit of {limit} bytes (--max-body-mb)")
+        raise ServeError(413, f"decompressed body exceeds the limit of {limit} bytes (--max-body-mb)")
     if not inflater.eof:
-        raise HTTPError(400, f"body is truncated {encoding} data")
+        raise ServeError(400, f"body is truncated {encoding} data")
     if inflater.unused_data:
-        raise HTTPError(400, f"{len(inflater.unused_data)} bytes follow the {encoding} data; send one stream")
+        raise ServeError(400, f"{len(inflater.unused_data)} bytes follow the {encoding} data; send one stream")
     return out
 
 
@@ -127,11 +126,11 @@ async def multipart_file(request: Request, body: bytes, limit: int) -> bytes:
     try:
         form = await MultiPartParser(request.headers, stream(), max_part_size=limit).parse()
     except MultiPartException as e:
-        raise HTTPError(400, f"bad multipart body: {e.message}") from None
+        raise ServeError(400, f"bad multipart body: {e.message}") from None
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise HTTPError(400, "multipart upload needs a file field named `file`")
+            raise ServeError(400, "multipart upload needs a file field named `file`")
         return await upload.read()
     finally:
         await form.close()

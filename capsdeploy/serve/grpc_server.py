@@ -23,7 +23,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from ..repository.dtypes import NP_TO_V2
 from .dataplane import DataPlane, ServeError, off_loop
-from .protocol import OutputRequest, ProtocolError, request_from_doc, write_shm_output
+from .protocol import ProtocolError, le_bytes, request_from_doc, response_outputs
 from .shm import SharedMemoryError, cuda_register_refused
 
 log = logging.getLogger("capsdeploy.serve")
@@ -188,18 +188,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _response(self, model, request_id: str, req, results: dict) -> pb.ModelInferResponse:
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
-        for o in req.outputs or [OutputRequest(n, None) for n in results]:
-            arr = np.ascontiguousarray(results[o.name])
+        for o, arr in response_outputs(req, results):
             response.outputs.add(name=o.name, datatype=NP_TO_V2[arr.dtype.name], shape=list(arr.shape))
-            if o.shm is not None:
-                # As Triton: the bytes go to the region, and an empty raw content keeps
-                # raw_output_contents aligned with outputs (its allocator adds one per output).
-                write_shm_output(o.shm, arr, f"output {o.name!r}")
-                response.raw_output_contents.append(b"")
-            else:
-                response.raw_output_contents.append(
-                    arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-                )
+            # Shared memory: the bytes went to the region; as Triton, an empty raw content keeps
+            # raw_output_contents aligned with outputs (its allocator adds one per output).
+            response.raw_output_contents.append(b"" if o.shm is not None else le_bytes(arr))
         return response
 
     async def ModelInfer(self, request, context):

@@ -48,6 +48,9 @@ class ServedModel:
     output_names: list[str]
     default_timeout_s: float | None  # queue timeout; None: none (Triton's default_timeout 0)
     allow_timeout_override: bool
+    # The ModelConfig as Triton returns it from /config and ModelConfig (normalized), computed
+    # once at load; config_json is its JSON for HTTP.
+    normalized_config: object = None
     config_json: dict = field(default_factory=dict)
 
     @property
@@ -66,11 +69,6 @@ class ServedModel:
     def refuse_non_finite(self) -> bool:
         """Triton hands NaN and infinities to the model; a config may opt into refusing them."""
         return self.parameters.get(REFUSE_NON_FINITE, "").strip().lower() in ("1", "true", "yes")
-
-    @property
-    def normalized_config(self):
-        """The ModelConfig as Triton returns it from /config and ModelConfig (normalized)."""
-        return normalize_config(self.config, _runs_on_gpu(self.backend))
 
     def pending(self) -> int:
         return self.batcher.pending()
@@ -154,6 +152,7 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         )
         for t in config.input
     ]
+    normalized = normalize_config(config, _runs_on_gpu(backend))
     return ServedModel(
         name=name,
         version=version,
@@ -165,7 +164,8 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         output_names=[t.name for t in config.output],
         default_timeout_s=default_timeout,
         allow_timeout_override=policy.allow_timeout_override if policy is not None else False,
-        config_json=config_to_json(normalize_config(config, _runs_on_gpu(backend))),
+        normalized_config=normalized,
+        config_json=config_to_json(normalized),
     )
 
 

@@ -302,12 +302,20 @@ def _shm_call(fn, *args):
         raise ProtocolError(e.message) from None
 
 
-def write_shm_output(ref: ShmRef, arr: np.ndarray, what: str) -> int:
-    """Copy ``arr`` into the region the request resolved; the bytes written (ProtocolError when
-    it does not fit)."""
-    raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    _shm_call(ref.target.write, ref.offset, ref.byte_size, raw, what)
-    return len(raw)
+def le_bytes(arr: np.ndarray) -> bytes:
+    """The tensor's raw little-endian bytes, as the wire carries them."""
+    return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def response_outputs(request: InferRequest, results: dict[str, np.ndarray]):
+    """Each output the request asked for (all when it named none) with its array, in order;
+    those bound to shared memory are written into the region the request resolved (both
+    transports' encoders start here)."""
+    for o in request.outputs or [OutputRequest(n, None) for n in results]:
+        arr = np.ascontiguousarray(results[o.name])
+        if o.shm is not None:
+            _shm_call(o.shm.target.write, o.shm.offset, o.shm.byte_size, le_bytes(arr), f"output {o.name!r}")
+        yield o, arr
 
 
 def _json_array(data, name: str, dtype: str) -> np.ndarray:
@@ -408,20 +416,16 @@ def encode_infer_response(
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (binary outputs after a JSON header when asked for;
     outputs bound to shared memory written there and listed without data)."""
-    wanted = request.outputs or [OutputRequest(n, None) for n in results]
     outputs, blobs = [], []
-    for o in wanted:
-        arr = np.ascontiguousarray(results[o.name])
+    for o, arr in response_outputs(request, results):
         entry = {"name": o.name, "datatype": NP_TO_V2[arr.dtype.name], "shape": list(arr.shape)}
-        if o.shm is not None:
-            # As Triton answers: name, datatype and shape only (Triton's C++ client reads any
-            # output `parameters` as binary data and fails without binary_data_size).
-            write_shm_output(o.shm, arr, f"output {o.name!r}")
-        elif o.binary if o.binary is not None else request.binary_output:
-            raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        # A shared-memory output is answered as Triton answers it: name, datatype and shape only
+        # (Triton's C++ client reads any output `parameters` as binary data).
+        if o.shm is None and (o.binary if o.binary is not None else request.binary_output):
+            raw = le_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
-        else:
+        elif o.shm is None:
             entry["data"] = arr.reshape(-1).tolist()
         outputs.append(entry)
     doc = {"model_name": model, "model_version": version, "outputs": outputs}
