@@ -4,11 +4,13 @@ request's shape contradicts, and regions unregistered while a request that write
 None of these may crash the server, reach a file outside /dev/shm, or copy more than the
 request can need."""
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import uuid
+import weakref
 
 import numpy as np
 import pytest
@@ -157,6 +159,7 @@ def test_unregister_while_a_request_runs_does_not_fail_or_misdirect_it(shm_objec
         reg = SharedMemoryRegistry()
         reg.register("out", key, 0, 1 << 20)
         req = request_from_doc(_output_doc("out"), [None], SPEC, ["scores"], 8, reg)
+        held = weakref.ref(req.outputs[0].shm.target)
         reg.unregister("out")
         reg.register("out", other, 0, 64)
         scores = np.arange(10, dtype=np.float32).reshape(1, 10)
@@ -166,5 +169,10 @@ def test_unregister_while_a_request_runs_does_not_fail_or_misdirect_it(shm_objec
         with open("/dev/shm" + other, "rb") as f:
             assert f.read() == b"\0" * 64
         assert isinstance(req.outputs[0], OutputRequest)
+        fd = held().fd
+        os.fstat(fd)  # still open: the request holds the unregistered region
+        del req
+        gc.collect()
+        assert held() is None  # the last holder let go: the region (and its descriptor) closed
     finally:
         os.unlink("/dev/shm" + other)
