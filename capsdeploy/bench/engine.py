@@ -2,9 +2,9 @@
 inferences for a fixed duration and report the latency distribution, its coefficient of
 variation and throughput, with the speedup over PyTorch eager measured in the same run.
 
-Engines are named ``<runtime>[-<precision>]`` (torch, ort, ort-fp16, ort-int8, ort-cuda,
-trt, trt-fp16, trt-int8, ...); named engines are exported from the run directory into a
-temporary folder. Explicit model files (``--model a.onnx,b.plan``) are benchmarked as given.
+Engines are the registry's names (runtime/engines.py: torch, ort, ort-int8, ov, ov-bf16,
+ov-int8, trt-fp16, ..., and the peers ov-defaults, torch-compile, ...); named engines are
+exported from the run directory into a temporary folder. Explicit model files (``--model a.onnx,b.plan``) are benchmarked as given.
 """
 
 from __future__ import annotations
@@ -20,27 +20,47 @@ from ..data import load_split
 from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
+from ..runtime.engines import EngineSpec, engine_spec
 
-RUNTIMES = ("torch", "torch-cuda", "ort", "ort-cuda", "trt")
-PRECISIONS = ("fp32", "fp16", "int8")
 CV_WARNING = 0.05
 
 
 @dataclass(frozen=True)
 class EngineChoice:
+    """One engine to time: a registry name (runtime/engines.py), on a fresh export of the run or on
+    an explicit file, with optional backend options and export overrides (tune's variants)."""
+
     label: str
-    runtime: str
-    precision: str = "fp32"
+    engine: str  # a registry name
     model: str | None = None  # an explicit file; None: exported from the checkpoint
     routing_iters: int | None = None
     cuda_graphs: bool = False  # trt only: replay captured CUDA graphs (trtexec --useCudaGraph)
+    options: tuple = ()  # (key, value) pairs for the backend constructor (threads, streams, hints)
+    export: tuple = ()  # (key, value) pairs overriding the engine's export options (INT8 flavours)
+
+    @property
+    def spec(self) -> EngineSpec:
+        return engine_spec(self.engine)
+
+    @property
+    def runtime(self) -> str:
+        spec = self.spec
+        cuda = spec.device == "cuda" and spec.runtime in ("torch", "ort")
+        return f"{spec.runtime}-cuda" if cuda else spec.runtime
+
+    @property
+    def precision(self) -> str:
+        return "file" if self.model else self.spec.precision
+
+    def export_options(self) -> dict:
+        return {**self.spec.export_options(), **dict(self.export)}
 
 
 def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> list[EngineChoice]:
     """Each TensorRT engine once per CUDA-graph mode (labelled "+graphs" when on); others as given."""
     out = []
     for c in choices:
-        if c.runtime != "trt":
+        if c.spec.runtime != "trt":
             out.append(c)
             continue
         out += [replace(c, label=f"{c.label}+graphs" if on else c.label, cuda_graphs=on) for on in modes]
@@ -48,28 +68,12 @@ def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> li
 
 
 def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
-    out = []
-    for name in names:
-        runtime, _, precision = name.partition("-")
-        if runtime in ("torch", "ort") and precision == "cuda":
-            runtime, precision = f"{runtime}-cuda", ""
-        for p in PRECISIONS:  # ort-cuda-fp16 and the like
-            if precision.endswith(p) and precision.startswith("cuda-"):
-                runtime, precision = f"{runtime}-cuda", p
-        precision = precision or "fp32"
-        if runtime not in RUNTIMES or precision not in PRECISIONS:
-            raise UsageError(
-                f"unknown engine {name!r}: use <runtime>[-<precision>] with runtime in {RUNTIMES} "
-                f"and precision in {PRECISIONS}, e.g. ort-int8"
-            )
-        if runtime.startswith("torch") and precision != "fp32":
-            raise UsageError(f"{name}: the PyTorch reference runs FP32 only")
-        out.append(EngineChoice(name, runtime, precision))
+    out = [EngineChoice(name, engine_spec(name).name) for name in names]
     for m in models:
         path = Path(m)
         if not path.is_file():
             raise UsageError(f"{m}: no such model file")
-        out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", "file", m))
+        out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", m))
     labels = [e.label for e in out]
     if len(set(labels)) != len(labels):
         raise UsageError(f"engines named twice: {labels}")
@@ -85,55 +89,56 @@ def build_backend(
 ):
     """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``;
     INT8 calibrates on the run's training split, looked up in ``data_dir`` first."""
-    from ..runtime.select import make_backend
-
-    if threads and choice.runtime.startswith("torch"):
+    spec = choice.spec
+    if threads and spec.runtime == "torch":
         import torch
 
         torch.set_num_threads(threads)  # the reference gets the same threads as the engines
 
-    kw = {"threads": threads} if threads and choice.runtime.startswith("ort") else {}
+    kw = dict(choice.options)
+    if threads and spec.runtime in ("ort", "ov"):
+        kw.setdefault("threads", threads)
     if choice.cuda_graphs:
         kw["cuda_graphs"] = True
     if choice.model:
-        return make_backend(choice.runtime, model=choice.model, **kw)
+        return spec.make(model=choice.model, **kw)
     if not checkpoint:
         raise UsageError(f"engine {choice.label} is built from a run: give --checkpoint RUN_DIR")
-    if choice.runtime.startswith("torch"):
-        kw = {"routing_iters": choice.routing_iters} if choice.routing_iters else {}
-        return make_backend(choice.runtime, checkpoint=checkpoint, **kw)
+    if spec.needs_checkpoint:
+        if choice.routing_iters:
+            kw["routing_iters"] = choice.routing_iters
+        return spec.make(checkpoint=checkpoint, **kw)
+    return spec.make(model=str(export_for(choice, checkpoint, workdir, data_dir)), **kw)
+
+
+def export_for(choice: EngineChoice, checkpoint: str, workdir: Path, data_dir: str | None = None) -> Path:
+    """The ONNX file ``choice`` runs, exported into ``workdir`` once and shared by every engine
+    that runs the same file."""
     from ..export import ExportOptions, export_onnx
 
-    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
     onnx_path = workdir / export_name(choice)
     if not onnx_path.exists():
         export_onnx(
             checkpoint,
             onnx_path,
             ExportOptions(
-                precision=choice.precision,
                 routing_iters=choice.routing_iters,
                 calib_samples=256,
                 data_dir=data_dir,
-                **flavour,
+                **choice.export_options(),
             ),
         )
-    return make_backend(choice.runtime, model=str(onnx_path), **kw)
+    return onnx_path
 
 
 def export_name(choice: EngineChoice) -> str:
     """The file an engine is exported to; engines that need different files get different names
-    (ort-int8's CPU-targeted file is not the Q/DQ file trt-int8 and ort-cuda-int8 share)."""
-    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
-    tag = "-".join([choice.precision, *flavour.values()])
+    (ort-int8's CPU-targeted file is not the Q/DQ file trt-int8, ort-cuda-int8 and ov-int8 share)."""
+    opts = choice.export_options()
+    if opts.get("precision") != "int8":
+        opts = {"precision": opts["precision"]}
+    tag = "-".join(str(v) if not isinstance(v, tuple) else "+".join(v) for v in opts.values())
     return f"{tag}-r{choice.routing_iters or 'run'}.onnx"
-
-
-def int8_flavour(runtime: str) -> dict:
-    """ONNX Runtime on CPU gets the CPU-targeted INT8 file (UINT8 activations in QLinearConv:
-    2.8x the Q/DQ file's throughput and 1.4-1.5x FP32 on the README's machine); CUDA and
-    TensorRT get the symmetric Q/DQ file TensorRT requires."""
-    return {"int8_target": "cpu", "int8_format": "qoperator"} if runtime == "ort" else {}
 
 
 def latency_stats(seconds: list[float], batch: int, wall_s: float) -> dict:
@@ -259,6 +264,7 @@ def bench_engines(
                     rows.append(
                         {
                             "engine": choice.label,
+                            "engine_name": choice.engine,
                             "runtime": choice.runtime,
                             "precision": choice.precision,
                             "routing_iters": choice.routing_iters
@@ -314,8 +320,10 @@ def _add_speedups(rows: list[dict]) -> None:
     """Throughput and p50 latency relative to PyTorch eager at the same batch and routing count:
     the CPU reference (torch) where it ran, else torch-cuda."""
     ref = {}
-    for runtime in ("torch-cuda", "torch"):  # torch last: it wins where both ran
-        ref.update({(r["batch"], r["routing_iters"]): r for r in rows if r["runtime"] == runtime})
+    for name in ("torch-cuda", "torch"):  # torch last: it wins where both ran
+        ref.update(
+            {(r["batch"], r["routing_iters"]): r for r in rows if r.get("engine_name", r["runtime"]) == name}
+        )
     for r in rows:
         base = ref.get((r["batch"], r["routing_iters"]))
         r["speedup_vs_torch"] = round(r["images_per_second"] / base["images_per_second"], 3) if base else None
@@ -331,7 +339,7 @@ def sweep_routing(
 ) -> dict:
     """Accuracy and latency per routing iteration count, side by side."""
     choices = [
-        EngineChoice(f"{e.label}-r{k}", e.runtime, e.precision, None, k)
+        replace(e, label=f"{e.label}-r{k}", routing_iters=k)
         for k in iterations
         for e in parse_engines(engines, [])
     ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.engines import NAMES, PEERS
 from ..runtime.select import ENGINES
 from .common import handle_errors
 
@@ -24,7 +25,7 @@ def _list(cast):
     callback=_list(str),
     metavar="torch,ort,ort-int8",
     help="Engine mode: engines built from --checkpoint, named <runtime>[-<precision>] "
-    "(torch, ort, ort-fp16, ort-int8, ort-cuda, trt, trt-fp16, trt-int8).",
+    f"({', '.join(NAMES)}; peers: {', '.join(PEERS)}).",
 )
 @click.option(
     "--engine",

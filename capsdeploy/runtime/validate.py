@@ -84,6 +84,9 @@ def validate(
         raise UsageError(
             f"{model} has no 'scores' output (outputs: {sorted(out_names)}); not a CapsNet export"
         )
+    # An engine computing below its file's precision (OpenVINO running the FP32 file in bf16)
+    # is judged at the tolerance of what it computes in.
+    precision = candidate.compute_precision or precision
     tol = DEFAULT_TOLERANCES[precision].with_overrides(atol, rtol)
     reference = TorchBackend(
         checkpoint, routing_iters=iters, with_decoder=with_decoder and "reconstruction" in out_names
