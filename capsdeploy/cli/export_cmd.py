@@ -202,7 +202,10 @@ def export_cmd(
 
     batching = batching_from(kw)  # only --format triton uses them
     tuned = main_parameters = None
-    ov_options = {"inference_precision": None if ov_precision == "default" else ov_precision}
+    ov_options = {
+        "inference_precision": None if ov_precision == "default" else ov_precision,
+        "performance_hint": "LATENCY",  # one request per instance; more instances for throughput
+    }
     if tuned_path:
         if fmt != "triton":
             raise UsageError("--tuned writes a Triton repository: add --format triton")

@@ -61,8 +61,12 @@ def export_triton(
     try:
         extra = {}
         if platform == "openvino":
-            extra = triton_parameters(ov_options or {"inference_precision": "f32", "performance_hint": "LATENCY"})
-        report = _write(staging, checkpoint, opts, batching, platform, build_plan, extra, main_parameters or {})
+            extra = triton_parameters(
+                ov_options or {"inference_precision": "f32", "performance_hint": "LATENCY"}
+            )
+        report = _write(
+            staging, checkpoint, opts, batching, platform, build_plan, extra, main_parameters or {}
+        )
         find_models(staging)  # parse every config and check it against its model file
         _swap_into_place(staging, repo)
     finally:
