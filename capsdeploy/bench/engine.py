@@ -265,6 +265,7 @@ def bench_engines(
                         {
                             "engine": choice.label,
                             "engine_name": choice.engine,
+                            "peer": choice.spec.peer,
                             "runtime": choice.runtime,
                             "precision": choice.precision,
                             "routing_iters": choice.routing_iters

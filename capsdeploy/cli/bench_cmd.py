@@ -28,6 +28,13 @@ def _list(cast):
     f"({', '.join(NAMES)}; peers: {', '.join(PEERS)}).",
 )
 @click.option(
+    "--peers",
+    is_flag=True,
+    help="Engine mode: also time what a user gets without capsdeploy, in the same run: "
+    + ", ".join(PEERS)
+    + " (OpenVINO with every default on the FP32 and on the INT8 file, torch.compile, bf16 autocast).",
+)
+@click.option(
     "--engine",
     type=click.Choice(ENGINES),
     default="ort",
@@ -141,13 +148,16 @@ def _list(cast):
 @click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
 @click.option("--plot", "plot_dest", metavar="PNG", help="Engine mode: latency and throughput vs batch size.")
 @handle_errors
-def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, **kw):
+def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, **kw):
     """Benchmarks, each printing the environment first.
 
     \b
     Engine mode (trtexec-style): latency distribution and throughput per engine and batch,
     and the speedup over PyTorch eager measured in the same run:
       capsdeploy bench --checkpoint runs/mnist --engines torch,ort,ort-int8 --batch-sizes 1,8,32,128
+    Peers in the same run (OpenVINO defaults on our FP32 and INT8 files, torch.compile, bf16
+    autocast), beside our engines:
+      capsdeploy bench --checkpoint runs/mnist --engines torch,ort-int8,ov-int8 --peers
     Routing sweep: accuracy and latency per routing iteration count:
       capsdeploy bench --checkpoint runs/mnist --routing-iters 1,2,3,4,5 --dataset mnist \\
           --data-dir ../shared/data/mnist
@@ -169,6 +179,7 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             "--model": models,
             "--checkpoint": checkpoint,
             "--routing-iters": routing_iters,
+            "--peers": peers,
         }
         given.update({flag: kw[key] for key, flag in engine_only.items()})
         stray = [flag for flag, value in given.items() if value]
@@ -182,6 +193,12 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             raise click.UsageError(f"--{flag.replace('_', '-')} needs --url (HTTP mode)")
     if routing_iters and models:
         raise click.UsageError("--routing-iters exports each count from --checkpoint; drop --model")
+    if peers:
+        if routing_iters:
+            raise click.UsageError("--peers belongs to engine mode (--engines), not to --routing-iters")
+        # PyTorch eager is the reference every ratio is taken against: always in the run.
+        engines = ["torch", *[e for e in engines if e != "torch"]]
+        engines += [p for p in PEERS if p not in engines]
     if engines or routing_iters or len(models) > 1 or any(kw[key] for key in engine_only):
         return _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw)
     _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw)

@@ -352,3 +352,25 @@ def test_each_int8_flavour_gets_its_own_export():
     }
     assert names["ort-int8"] != names["trt-int8"] == names["ort-cuda-int8"]
     assert len({names["ort"], names["ort-int8"], names["trt-int8"]}) == 3
+
+
+def test_peers_run_beside_our_engines_in_the_same_run(tiny_run):
+    """--peers: OpenVINO with every default on the FP32 and the INT8 file, torch.compile and
+    bf16 autocast, each a row of the same report, with PyTorch eager as the reference."""
+    proc = capsdeploy(
+        "bench", "--checkpoint", tiny_run, "--engines", "ov", "--peers", "--batch-sizes", "2",
+        "--warmup-s", 0.01, "--duration-s", 0.05, "--accuracy-samples", 16, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["engine"]: r for r in json.loads(proc.stdout)["results"]}
+    peers = {"ov-defaults", "ov-defaults-int8", "torch-compile", "torch-bf16-autocast"}
+    assert set(rows) == {"torch", "ov"} | peers
+    assert {e for e, r in rows.items() if r["peer"]} == peers
+    assert all(r["speedup_vs_torch"] is not None for r in rows.values())
+    assert rows["torch-compile"]["accuracy"] == rows["torch"]["accuracy"]
+    assert rows["ov-defaults-int8"]["math"].startswith("INT8")
+    assert rows["torch-bf16-autocast"]["math"] == "BF16/FP16 autocast" and rows["ov"]["math"] == "FP32"
+    from capsdeploy.runtime.ov_backend import core
+
+    default_bf16 = "bf" in str(core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
+    assert rows["ov-defaults"]["math"].startswith("BF16" if default_bf16 else "FP32")
