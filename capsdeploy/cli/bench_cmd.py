@@ -28,6 +28,13 @@ def _list(cast):
     f"({', '.join(NAMES)}; peers: {', '.join(PEERS)}).",
 )
 @click.option(
+    "--profile",
+    is_flag=True,
+    help="Engine mode: instead of timing, where the time goes at the first batch size, per phase "
+    "(conv1, primary conv, prediction MatMul, u_hat transpose, routing), from OpenVINO's PERF_COUNT "
+    "and ONNX Runtime's profiler (ort and ov engines).",
+)
+@click.option(
     "--peers",
     is_flag=True,
     help="Engine mode: also time what a user gets without capsdeploy, in the same run: "
@@ -148,7 +155,7 @@ def _list(cast):
 @click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
 @click.option("--plot", "plot_dest", metavar="PNG", help="Engine mode: latency and throughput vs batch size.")
 @handle_errors
-def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, **kw):
+def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, profile, **kw):
     """Benchmarks, each printing the environment first.
 
     \b
@@ -193,6 +200,8 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             raise click.UsageError(f"--{flag.replace('_', '-')} needs --url (HTTP mode)")
     if routing_iters and models:
         raise click.UsageError("--routing-iters exports each count from --checkpoint; drop --model")
+    if profile:
+        return _profile_mode(engines, checkpoint, threads, json_dest, kw)
     if peers:
         if routing_iters:
             raise click.UsageError("--peers belongs to engine mode (--engines), not to --routing-iters")
@@ -275,6 +284,41 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
         click.echo(format_table(rows))
         for w in report["warnings"]:
             click.echo(f"warning: {w}", err=True)
+
+
+def _profile_mode(engines, checkpoint, threads, json_dest, kw):
+    import tempfile
+    from pathlib import Path
+
+    from ..bench.engine import export_for, parse_engines
+    from ..bench.profile import format_profile, profile_ort, profile_ov
+    from ..envinfo import environment, format_environment
+    from ..fileio import write_json_report
+
+    if not checkpoint or not engines:
+        raise click.UsageError("--profile needs --checkpoint and --engines (ort and ov engines)")
+    batch = (kw["batch_sizes"] or [32])[0]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="capsdeploy-profile-") as tmp:
+        for choice in parse_engines(engines, []):
+            spec = choice.spec
+            if spec.runtime not in ("ort", "ov") or spec.device != "cpu":
+                raise click.UsageError(
+                    f"--profile reads OpenVINO's and ONNX Runtime's CPU counters; not {spec.name}"
+                )
+            path = export_for(choice, checkpoint, Path(tmp), kw["data_dir"])
+            if spec.runtime == "ov":
+                opts = {k: v for k, v in spec.options.items() if k != "cache_dir"}
+                results[choice.label] = profile_ov(path, batch, threads=threads, **opts)
+            else:
+                results[choice.label] = profile_ort(path, batch, threads=threads)
+    env = environment()
+    if json_dest:
+        write_json_report(json_dest, {"environment": env, "batch": batch, "milliseconds": results})
+    if json_dest != "-":
+        click.echo(format_environment(env) + "\n")
+        click.echo(f"batch {batch}: milliseconds per inference by phase (median of 20)")
+        click.echo(format_profile(results))
 
 
 def _http_mode(json_dest, kw):
