@@ -168,11 +168,14 @@ def tune(
     build: Builder | None = None,
     timer: Timer | None = None,
     progress: Callable[[str], None] | None = None,
+    model: str | None = None,
 ) -> dict:
     """Validate, time and choose; return the tune report (what `tune.json` holds).
 
     ``build(candidate, workdir)`` and ``timer(candidate, backend, feeds, batch)`` default to the
-    real export + backend and bench's timing; tests inject their own."""
+    real export + backend and bench's timing; tests inject their own. With ``model`` (an ONNX
+    file exported from ``checkpoint``), the candidates that run a file run that one; those that
+    need another file (another precision or INT8 flavour) are rejected as not applicable."""
     from ..envinfo import cpu_info, environment
     from ..runtime.torch_backend import TorchBackend  # the reference is PyTorch FP32
 
@@ -188,7 +191,16 @@ def tune(
     ref = _outputs(reference, data.images)
     reference.close()
 
+    file_precision = _file_precision(model) if model else None
+
     def default_build(c: Candidate, workdir: Path):
+        spec = engine_spec(c.engine)
+        if model and not spec.needs_checkpoint:
+            if c.export or spec.file_precision != file_precision:
+                raise UsageError(
+                    f"not applicable: it runs a {spec.file_precision} file, --model is {file_precision}"
+                )
+            return build_backend(replace(c.choice(), model=str(model)), checkpoint, workdir)
         return build_backend(c.choice(), checkpoint, workdir, data_dir=data_dir)
 
     def default_timer(c: Candidate, backend, feeds: dict, batch: int) -> dict:
@@ -244,6 +256,7 @@ def tune(
     return {
         "version": TUNE_VERSION,
         "checkpoint": str(checkpoint),
+        "model": str(model) if model else None,
         "cpu": cpu_info(),
         "environment": env,
         "openvino_capabilities": _ov_capabilities(),
@@ -252,6 +265,20 @@ def tune(
         "candidates": rows,
         "winners": choose_winners(rows),
     }
+
+
+def _file_precision(model: str) -> str:
+    import onnx
+
+    from ..contract import ModelMetadata
+
+    if not Path(model).is_file():
+        raise UsageError(f"{model}: no such ONNX file")
+    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    meta = ModelMetadata.from_props(props)
+    if meta is None:
+        raise UsageError(f"{model} has no capsdeploy metadata; tune takes files `capsdeploy export` wrote")
+    return meta.precision
 
 
 def _ov_capabilities() -> list[str] | None:

@@ -26,6 +26,12 @@ def _ints(ctx, param, value):
     help="The run: the PyTorch FP32 reference and what candidates export.",
 )
 @click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    help="Tune for this exported ONNX file instead of fresh exports of the run: the candidates that "
+    "run a file of its precision run it; the others are rejected as not applicable.",
+)
+@click.option(
     "--candidates",
     callback=_csv,
     metavar="ort-int8,ov-int8,...",
@@ -65,6 +71,7 @@ def _ints(ctx, param, value):
 @handle_errors
 def tune_cmd(
     checkpoint,
+    model,
     candidates,
     samples,
     batch_sizes,
@@ -110,6 +117,7 @@ def tune_cmd(
         warmup_s=warmup_s,
         duration_s=duration_s,
         progress=progress,
+        model=model,
     )
     write_json_report(out_path, report)
     if json_dest:

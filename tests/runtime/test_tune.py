@@ -148,3 +148,19 @@ def test_a_repository_tuned_on_another_cpu_is_refused_by_serve(report, tiny_run,
         and "Platinum 8480+" in proc.stderr
         and "run `capsdeploy tune` here" in proc.stderr
     )
+
+
+def test_tuning_for_an_exported_file_runs_that_file(tiny_run, tmp_path):
+    from capsdeploy.export import ExportOptions, export_onnx
+
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    r = tune(
+        str(tiny_run), [Candidate("ort", "ort"), Candidate("ov", "ov"), Candidate("ort-int8", "ort-int8")],
+        samples=16, batch_sizes=(1,), dataset="synthetic", model=str(tmp_path / "m.onnx"),
+        timer=lambda *a: {"images_per_second": 1.0, "latency_ms_p50": 1.0},
+    )  # fmt: skip
+    rows = {x["label"]: x for x in r["candidates"]}
+    assert rows["ort"]["verdict"] == rows["ov"]["verdict"] == "passed" and r["model"] == str(
+        tmp_path / "m.onnx"
+    )
+    assert rows["ort-int8"]["verdict"] == "rejected" and "not applicable" in rows["ort-int8"]["reason"]
