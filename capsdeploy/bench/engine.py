@@ -70,10 +70,16 @@ def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> li
 def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
     out = [EngineChoice(name, engine_spec(name).name) for name in names]
     for m in models:
-        path = Path(m)
+        # ENGINE=PATH runs the file on that engine (ov-int8=levers/int8.onnx); a bare path runs on
+        # ort (.onnx) or trt (.plan).
+        engine, sep, file = m.partition("=")
+        path = Path(file if sep else m)
         if not path.is_file():
-            raise UsageError(f"{m}: no such model file")
-        out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", m))
+            raise UsageError(f"{path}: no such model file")
+        if sep:
+            out.append(EngineChoice(f"{engine}:{path.name}", engine_spec(engine).name, str(path)))
+        else:
+            out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", m))
     labels = [e.label for e in out]
     if len(set(labels)) != len(labels):
         raise UsageError(f"engines named twice: {labels}")

@@ -53,7 +53,8 @@ def _list(cast):
     "models",
     callback=_list(str),
     metavar="a.onnx,b.plan",
-    help="Model files: benchmarked as given (engine mode), or the one the clients call (concurrency mode).",
+    help="Model files: benchmarked as given (engine mode; ENGINE=PATH runs one on that engine, e.g. "
+    "ov-int8=int8.onnx; else ort, or trt for .plan), or the one the clients call (concurrency mode).",
 )
 @click.option("--checkpoint", type=click.Path(), help="Run directory: torch, and what named engines export.")
 @click.option(

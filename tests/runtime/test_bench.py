@@ -374,3 +374,21 @@ def test_peers_run_beside_our_engines_in_the_same_run(tiny_run):
 
     default_bf16 = "bf" in str(core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
     assert rows["ov-defaults"]["math"].startswith("BF16" if default_bf16 else "FP32")
+
+
+def test_a_model_file_runs_on_the_engine_named_before_it(tiny_run, tmp_path):
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    proc = capsdeploy(
+        "bench", "--model", f"{tmp_path / 'm.onnx'},ov-bf16={tmp_path / 'm.onnx'},ov={tmp_path / 'm.onnx'}",
+        "--batch-sizes", "2", "--warmup-s", 0, "--duration-s", 0.02, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["engine"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(rows) == {"m.onnx", "ov-bf16:m.onnx", "ov:m.onnx"}
+    assert rows["m.onnx"]["runtime"] == "ort" and rows["ov:m.onnx"]["math"] == "FP32"
+    from capsdeploy.runtime.ov_backend import device_capabilities
+
+    if "BF16" in device_capabilities():
+        assert rows["ov-bf16:m.onnx"]["math"].startswith("BF16")
+    bad = capsdeploy("bench", "--model", f"onnx-int4={tmp_path / 'm.onnx'}", "--batch-sizes", "1")
+    assert bad.returncode == 2 and "unknown engine 'onnx-int4'" in bad.stderr
