@@ -104,7 +104,8 @@ def optgroup_triton(f):
     "--int8-ops",
     default="Conv",
     show_default=True,
-    help="INT8: op types to quantize, comma-separated (e.g. Conv,MatMul also quantizes the prediction MatMul).",
+    help="INT8: op types to quantize, comma-separated (Conv,PredictionMatMul also quantizes the prediction "
+    "MatMul and leaves routing's MatMuls in float; Conv,MatMul quantizes routing too).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
 @click.option(

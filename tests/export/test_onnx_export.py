@@ -203,3 +203,19 @@ def test_child_major_routing_export_drops_the_prediction_transpose(tiny_run, tmp
     got = OrtBackend(tmp_path / "c.onnx").infer({"image": x})
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(got["poses"], want["poses"], atol=1e-5, rtol=1e-4)
+
+
+def test_prediction_matmul_alone_is_quantized_routing_stays_float(tiny_run, tmp_path):
+    import onnx
+
+    from capsdeploy.export import ExportOptions, export_onnx
+
+    export_onnx(
+        tiny_run, tmp_path / "q.onnx",
+        ExportOptions(precision="int8", calib_samples=16, int8_ops=("Conv", "PredictionMatMul")),
+    )  # fmt: skip
+    graph = onnx.load(tmp_path / "q.onnx").graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    quantized = [n.name for n in matmuls if all(made_by.get(i) == "DequantizeLinear" for i in n.input)]
+    assert len(matmuls) > 1 and len(quantized) == 1  # the prediction MatMul; routing's are float
