@@ -80,10 +80,27 @@ class EngineSpec:
         if self.runtime == "ort":
             from .ort_backend import OrtBackend
 
-            return OrtBackend(model, **opts)
+            return self._checked(OrtBackend(model, **opts), model)
         from .ov_backend import OvBackend
 
-        return OvBackend(model, **opts)
+        return self._checked(OvBackend(model, **opts), model)
+
+    def _checked(self, backend, model):
+        """An engine named for a reduced-precision file (ort-int8, ov-int8, ort-fp16) refuses a file
+        of another precision: its name would claim what it does not run."""
+        meta = backend.metadata
+        if (
+            self.file_precision in ("fp16", "int8")
+            and meta is not None
+            and meta.precision != self.file_precision
+        ):
+            backend.close()
+            plain = f"{self.runtime}" if meta.precision == "fp32" else f"{self.runtime}-{meta.precision}"
+            raise UsageError(
+                f"--engine {self.name} runs an {self.file_precision} export; {model} is {meta.precision}: "
+                f"export it with --precision {self.file_precision}, or use --engine {plain}"
+            )
+        return backend
 
 
 def _spec(name, runtime, precision, file_precision=None, **kw) -> EngineSpec:

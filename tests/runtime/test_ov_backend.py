@@ -128,3 +128,15 @@ def test_a_missing_or_corrupt_file_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(CapsDeployError, match="OpenVINO cannot"):
         OvBackend(bad, cache_dir=None)
+
+
+def test_an_int8_engine_refuses_a_file_of_another_precision(onnx_files):
+    from capsdeploy.runtime.select import make_backend
+
+    for engine in ("ov-int8", "ort-int8", "ort-fp16"):
+        with pytest.raises(UsageError, match=rf"--engine {engine} runs an (int8|fp16) export; .* is fp32"):
+            make_backend(engine, model=str(onnx_files / "fp32.onnx"))
+    assert (
+        make_backend("ov-bf16", model=str(onnx_files / "fp32.onnx"), cache_dir=None).metadata.precision
+        == "fp32"
+    )
