@@ -109,19 +109,19 @@ def time_instances(backend, feeds: dict, instances: int, warmup_s: float, durati
     clones = [backend.clone() for _ in range(instances)]
     for c in clones:
         c.infer(feeds)
-    lat: list[float] = []
+    calls: list[tuple[float, float]] = []
     lock = threading.Lock()
     start_at = time.perf_counter() + warmup_s
     stop_at = start_at + duration_s
 
     def worker(c):
         mine = []
-        while (now := time.perf_counter()) < stop_at:
+        while (t0 := time.perf_counter()) < stop_at:
             c.infer(feeds)
-            if now >= start_at:
-                mine.append(time.perf_counter() - now)
+            if t0 >= start_at:
+                mine.append((t0, time.perf_counter()))
         with lock:
-            lat.extend(mine)
+            calls.extend(mine)
 
     threads = [threading.Thread(target=worker, args=(c,)) for c in clones]
     for t in threads:
@@ -129,7 +129,11 @@ def time_instances(backend, feeds: dict, instances: int, warmup_s: float, durati
     for t in threads:
         t.join()
     batch = next(iter(feeds.values())).shape[0]
-    return latency_stats(lat or [float("nan")], batch, duration_s)
+    if not calls:
+        raise CapsDeployError("no inference completed in the timing window; lengthen --duration-s")
+    # Calls that started in the window, over the time until the last of them ended.
+    wall = max(t1 for _, t1 in calls) - start_at
+    return latency_stats([t1 - t0 for t0, t1 in calls], batch, wall)
 
 
 def _outputs(backend, pixels: np.ndarray, batch: int = 250) -> dict[str, np.ndarray]:

@@ -164,3 +164,29 @@ def test_tuning_for_an_exported_file_runs_that_file(tiny_run, tmp_path):
         tmp_path / "m.onnx"
     )
     assert rows["ort-int8"]["verdict"] == "rejected" and "not applicable" in rows["ort-int8"]["reason"]
+
+
+def test_instances_are_timed_concurrently_each_on_its_own_clone():
+    """The harness's arithmetic on a backend that sleeps 20 ms per call: two instances at batch 4
+    can reach at most 2 x 4 / 0.02 = 400 images/s, one at most 200."""
+    import time
+
+    from capsdeploy.bench.tune import time_instances
+
+    made = []
+
+    class Sleepy:
+        def infer(self, feeds):
+            time.sleep(0.02)
+            return {}
+
+        def clone(self):
+            made.append(Sleepy())
+            return made[-1]
+
+    feeds = {"image": np.zeros((4, 1), np.float32)}
+    two = time_instances(Sleepy(), feeds, 2, warmup_s=0.05, duration_s=0.6)
+    assert len(made) == 2
+    assert 200 < two["images_per_second"] <= 400 and two["latency_ms_p50"] >= 20
+    one = time_instances(Sleepy(), feeds, 1, warmup_s=0.0, duration_s=0.3)
+    assert one["images_per_second"] <= 200
