@@ -71,6 +71,10 @@ def default_candidates(cpu_count: int | None = None) -> list[Candidate]:
         Candidate("ov-bf16", "ov-bf16"),
         Candidate("ov-int8", "ov-int8"),
         Candidate("ov-int8+bf16", "ov-int8", options=(("inference_precision", "bf16"),)),
+        # OpenVINO with every default (the peers of bench --peers): the tuned choice is then never
+        # slower than what a user gets from OpenVINO alone, whatever the CPU makes its defaults.
+        Candidate("ov-defaults", "ov-defaults"),
+        Candidate("ov-defaults-int8", "ov-defaults-int8"),
     ]
     if cores >= 2:
         half = max(1, cores // 2)
