@@ -190,3 +190,27 @@ def test_instances_are_timed_concurrently_each_on_its_own_clone():
     assert 200 < two["images_per_second"] <= 400 and two["latency_ms_p50"] >= 20
     one = time_instances(Sleepy(), feeds, 1, warmup_s=0.0, duration_s=0.3)
     assert one["images_per_second"] <= 200
+
+
+def test_the_cli_writes_the_tune_file_and_prints_the_table(tiny_run, tmp_path):
+    out = tmp_path / "tune.json"
+    proc = capsdeploy(
+        "tune", "--checkpoint", tiny_run, "--candidates", "ort,ov", "--batch-sizes", "1,4", "--duration-s", 0.05,
+        "--warmup-s", 0, "--dataset", "synthetic", "--out", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["validation"]["samples"] == 2000 and doc["cpu"] == cpu_info()
+    assert {r["label"] for r in doc["candidates"]} == {"ort", "ov"}
+    assert doc["winners"]["throughput"]["label"] in ("ort", "ov") and "openvino" in doc["environment"]
+    assert "throughput winner:" in proc.stdout and f"wrote {out}" in proc.stdout
+    bad = capsdeploy(
+        "tune", "--checkpoint", tiny_run, "--candidates", "onnx-int4", "--out", tmp_path / "x.json"
+    )
+    assert (
+        bad.returncode == 2
+        and "unknown engine 'onnx-int4'" in bad.stderr
+        and not (tmp_path / "x.json").exists()
+    )
+    few = capsdeploy("tune", "--checkpoint", tiny_run, "--samples", 100)
+    assert few.returncode == 2 and "2000" in few.stderr
