@@ -109,14 +109,6 @@ def optgroup_triton(f):
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
 @click.option(
-    "--routing-layout",
-    type=click.Choice(["parent-major", "child-major"]),
-    default="parent-major",
-    show_default=True,
-    help="child-major: routing on the layout the prediction MatMul writes, without transposing the "
-    "predictions (a lever for engines that run that transpose as its own pass; docs/results.md).",
-)
-@click.option(
     "--min-batch", type=click.IntRange(1), default=1, show_default=True, help="trt: profile minimum."
 )
 @click.option(

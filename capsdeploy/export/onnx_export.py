@@ -52,7 +52,6 @@ class ExportOptions:
     int8_target: str = "trt"  # or "cpu": UINT8 activations with zero points (precision.py)
     int8_format: str = "qdq"  # or "qoperator" (cpu target only)
     trt_version: str = "10"
-    routing_layout: str = "parent-major"  # or "child-major": no transpose of the predictions
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions) -> dict:
@@ -68,12 +67,6 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
             f"exporting with {iters} routing iterations; the model was trained with "
             f"{info.model.routing_iters} (validate compares against PyTorch at {iters})"
         )
-    if opts.routing_layout != "parent-major":
-        if opts.routing_layout != "child-major" or not hasattr(model, "digits"):
-            raise UsageError(
-                "--routing-layout child-major applies to CapsNet runs (parent-major | child-major)"
-            )
-        model.digits.routing_layout = opts.routing_layout
     if opts.precision == "fp16":
         model = model.half()
     deploy = DeployModule(

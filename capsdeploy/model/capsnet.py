@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .config import CapsNetConfig
-from .routing import route_child_major, route_parent_major
+from .routing import route_parent_major
 from .squash import capsule_length, squash
 
 
@@ -44,9 +44,6 @@ class DigitCaps(nn.Module):
         self.iterations = cfg.routing_iters
         self.detach_inner = cfg.detach_inner_routing
         self.eps = cfg.eps
-        # "parent-major" (training, the default export) or "child-major" (an export variant
-        # without the transpose of the predictions; routing.route_child_major).
-        self.routing_layout = "parent-major"
         # Stored [children, in_dim, parents*out_dim] so the prediction is one
         # batched matmul over children (fast on CPU, a plain MatMul in ONNX).
         self.weight = nn.Parameter(
@@ -56,9 +53,6 @@ class DigitCaps(nn.Module):
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # u: [B, children, in_dim] -> predictions [children, B, parents*out_dim]
         pred = torch.matmul(u.to(self.weight.dtype).transpose(0, 1), self.weight)
-        if self.routing_layout == "child-major":
-            pred = pred.float().reshape(-1, u.shape[0], self.parents, self.dim)
-            return route_child_major(pred, self.iterations, self.eps)
         # Routing (sums over 1152 children, softmax, squash) always runs in FP32, on the
         # parent-major layout [B, parents, children, out_dim] that makes it MatMuls.
         pred = pred.float().reshape(-1, u.shape[0], self.parents, self.dim).permute(1, 2, 0, 3)

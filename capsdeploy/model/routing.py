@@ -59,23 +59,3 @@ def route_parent_major(
         if not last:
             b = b + torch.matmul(uu, v.unsqueeze(-1)).squeeze(-1)  # [B, P, C, D] @ [B, P, D, 1]
     return v, c.transpose(1, 2)
-
-
-def route_child_major(
-    u: torch.Tensor, iterations: int, eps: float = 1e-8
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dynamic_routing`` on predictions in the layout the prediction MatMul writes,
-    ``[children, B, parents, D]``: no transpose of the full-size predictions, at the price of
-    element-wise products reduced over children instead of MatMuls. An export-time variant
-    (``--routing-layout child-major``) for engines that run the transpose as its own pass over
-    memory; the same arithmetic, the sums in another order. Returns (v, c [B, children, parents])."""
-    if iterations < 1:
-        raise ValueError("routing needs at least one iteration")
-    b = torch.zeros_like(u[..., 0])  # [C, B, P]
-    for i in range(iterations):
-        c = torch.softmax(b, dim=2)  # over parents
-        s = (c.unsqueeze(-1) * u).sum(0)  # [B, P, D]
-        v = squash(s, dim=-1, eps=eps)
-        if i < iterations - 1:
-            b = b + (u * v.unsqueeze(0)).sum(-1)  # [C, B, P]
-    return v, c.transpose(0, 1)

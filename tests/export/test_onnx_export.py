@@ -183,28 +183,6 @@ def test_three_channel_36px_variant_exports(tmp_path):
     assert compare_outputs(ref, backend.infer({"image": pixels}), FP32).passed
 
 
-def test_child_major_routing_export_drops_the_prediction_transpose(tiny_run, tmp_path):
-    import numpy as np
-    import onnx
-
-    from capsdeploy.export import ExportOptions, export_onnx
-    from capsdeploy.runtime.ort_backend import OrtBackend
-    from capsdeploy.runtime.torch_backend import TorchBackend
-
-    export_onnx(tiny_run, tmp_path / "p.onnx", ExportOptions())
-    export_onnx(tiny_run, tmp_path / "c.onnx", ExportOptions(routing_layout="child-major"))
-    transposes = {
-        f: sum(n.op_type == "Transpose" for n in onnx.load(tmp_path / f).graph.node)
-        for f in ("p.onnx", "c.onnx")
-    }
-    assert transposes["c.onnx"] < transposes["p.onnx"]
-    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
-    want = TorchBackend(tiny_run).infer({"image": x})
-    got = OrtBackend(tmp_path / "c.onnx").infer({"image": x})
-    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5, rtol=1e-4)
-    np.testing.assert_allclose(got["poses"], want["poses"], atol=1e-5, rtol=1e-4)
-
-
 def test_prediction_matmul_alone_is_quantized_routing_stays_float(tiny_run, tmp_path):
     import onnx
 
