@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The levers beyond OpenVINO's defaults (issue 16, item 3), measured in one `bench` run against
 # the ov-int8 engine on the default export, with accuracy on all 10,000 test digits:
-#   - routing without the full-size transpose of the predictions (--routing-layout child-major)
+#   (routing without the transpose of the predictions, commit 0a655dd, measured 0.6-0.7x and was
+#   reverted: docs/results.md)
 #   - bf16 outside the INT8 convolutions (routing in bf16: ov-bf16 on the INT8 file)
 #   - the prediction MatMul in INT8 too, routing in float (--int8-ops Conv,PredictionMatMul)
 #   - batch size (chunking the batch: the 8/16/32 columns; the batcher cuts at preferred sizes)
@@ -16,12 +17,9 @@ L=$(mktemp -d)
 mkdir -p "$OUT"
 Q=(--precision int8 --calib-samples 512 --data-dir ../shared/data/mnist)
 capsdeploy export --checkpoint "$RUN" -o "$L/fp32.onnx" >/dev/null
-capsdeploy export --checkpoint "$RUN" -o "$L/fp32-child.onnx" --routing-layout child-major >/dev/null
 capsdeploy export --checkpoint "$RUN" -o "$L/int8.onnx" "${Q[@]}" >/dev/null
-capsdeploy export --checkpoint "$RUN" -o "$L/int8-child.onnx" --routing-layout child-major "${Q[@]}" >/dev/null
 capsdeploy export --checkpoint "$RUN" -o "$L/int8-matmul.onnx" --int8-ops Conv,PredictionMatMul "${Q[@]}" >/dev/null
-MODELS="ov-int8=$L/int8.onnx,ov-int8=$L/int8-child.onnx,ov-bf16=$L/int8.onnx,ov-bf16=$L/int8-child.onnx"
-MODELS+=",ov-int8=$L/int8-matmul.onnx,ov=$L/fp32.onnx,ov=$L/fp32-child.onnx,ov-bf16=$L/fp32.onnx"
+MODELS="ov-int8=$L/int8.onnx,ov-bf16=$L/int8.onnx,ov-int8=$L/int8-matmul.onnx,ov=$L/fp32.onnx,ov-bf16=$L/fp32.onnx"
 capsdeploy bench --checkpoint "$RUN" --engines torch,ov-defaults,ov-defaults-int8 --model "$MODELS" \
   --batch-sizes 8,16,32 --duration-s 3 --accuracy-samples -1 "${DATA[@]}" --json "$OUT/levers.json" \
   --markdown "$OUT/levers.md"

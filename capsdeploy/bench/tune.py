@@ -71,6 +71,9 @@ def default_candidates(cpu_count: int | None = None) -> list[Candidate]:
         Candidate("ov-bf16", "ov-bf16"),
         Candidate("ov-int8", "ov-int8"),
         Candidate("ov-int8+bf16", "ov-int8", options=(("inference_precision", "bf16"),)),
+        # The prediction MatMul in INT8 too (routing stays float): slower on AVX512-VNNI without AMX
+        # (docs/results.md), measured here rather than assumed everywhere.
+        Candidate("ov-int8[matmul]", "ov-int8", export=(("int8_ops", ("Conv", "PredictionMatMul")),)),
         # OpenVINO with every default (the peers of bench --peers): the tuned choice is then never
         # slower than what a user gets from OpenVINO alone, whatever the CPU makes its defaults.
         Candidate("ov-defaults", "ov-defaults"),
