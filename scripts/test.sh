@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-compatibility tests
 . .venv/bin/activate
 ruff check .
 python -m pytest "$@"

@@ -8,6 +8,7 @@ from capsdeploy.model import CapsNetConfig
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 IN_CI = os.environ.get("CI") == "true"
+NO_CUDA = "needs a CUDA device; none is visible (torch.cuda.is_available() is False)"
 
 # A few capsules instead of the paper's 1152: same code paths, milliseconds per step.
 TINY = {
@@ -38,14 +39,50 @@ def _offline(monkeypatch, tmp_path):
     torch.manual_seed(0)
 
 
+# On a machine meant to test the GPU paths a skip would hide that nothing ran: these turn the
+# skips into failures (scripts/gpu_check.sh sets CAPSDEPLOY_REQUIRE_GPU=1).
+REQUIRE_GPU = os.environ.get("CAPSDEPLOY_REQUIRE_GPU") == "1"
+REQUIRE_TRT = os.environ.get("CAPSDEPLOY_REQUIRE_TRT") == "1"
+
+
+def skip_or_fail(reason: str, required: bool, switch: str) -> None:
+    if required:
+        pytest.fail(f"{switch}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def trt_ready():
-    """Skip, with the reason, where TensorRT or a CUDA device is missing."""
-    from capsdeploy.runtime.trt.environment import tensorrt_status
+    """Skip, with the reason, where TensorRT or a CUDA device is missing (fail with
+    CAPSDEPLOY_REQUIRE_TRT=1)."""
+    from capsdeploy.runtime.trt.environment import tensorrt_missing
 
-    _, why = tensorrt_status()
-    if why:
-        pytest.skip(why)
+    missing = tensorrt_missing()
+    if missing:
+        skip_or_fail("; ".join(missing), REQUIRE_TRT, "CAPSDEPLOY_REQUIRE_TRT")
+
+
+@pytest.fixture(autouse=True)
+def _gpu_gate(request):
+    """Tests marked gpu skip, with the reason, where no CUDA device is visible; they fail
+    instead with CAPSDEPLOY_REQUIRE_GPU=1 (or, for TensorRT tests, CAPSDEPLOY_REQUIRE_TRT=1)."""
+    if request.node.get_closest_marker("gpu") is None or torch.cuda.is_available():
+        return
+    if REQUIRE_TRT and "trt_ready" in request.fixturenames:
+        skip_or_fail(NO_CUDA, True, "CAPSDEPLOY_REQUIRE_TRT")
+    skip_or_fail(NO_CUDA, REQUIRE_GPU, "CAPSDEPLOY_REQUIRE_GPU")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without CUDA, gpu tests are skipped at collection, so none of their fixtures (a trained
+    run, an exported repository) is built for nothing; with a REQUIRE switch set, `_gpu_gate`
+    fails them instead."""
+    if torch.cuda.is_available() or REQUIRE_GPU or REQUIRE_TRT:
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture
@@ -56,17 +93,6 @@ def mnist_dir() -> Path:
             pytest.fail(f"CI=true but the real MNIST files are missing from {SHARED_MNIST}")
         pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
     return SHARED_MNIST
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(
-        reason="needs a CUDA device; none is visible (torch.cuda.is_available() is False)"
-    )
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
 
 
 def make_run(run_dir: Path, overrides: dict | None = None, seed: int = 0, dataset: str = "synthetic") -> Path:

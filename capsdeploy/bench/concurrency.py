@@ -11,21 +11,31 @@ import numpy as np
 
 from ..data import load_split
 from ..data.preprocess import prepare_batch
+from ..errors import InferenceError
 from ..runtime.batcher import BatchStats, DynamicBatcher
 
 
 def _run_clients(clients: int, per_client: int, call, samples: list) -> tuple[float, list[float]]:
+    """Throughput and latencies of ``clients`` threads each calling ``call`` ``per_client``
+    times. A client that raises fails the whole run (InferenceError naming how many failed
+    and the first error): a run with dead clients would time fewer requests than it reports."""
     latencies: list[float] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
 
     def client(i: int):
         mine = []
         barrier.wait()
-        for j in range(per_client):
-            t0 = time.perf_counter()
-            call(samples[(i * per_client + j) % len(samples)])
-            mine.append(time.perf_counter() - t0)
+        try:
+            for j in range(per_client):
+                t0 = time.perf_counter()
+                call(samples[(i * per_client + j) % len(samples)])
+                mine.append(time.perf_counter() - t0)
+        except BaseException as e:  # surfaced after the join
+            with lock:
+                errors.append(e)
+            return
         with lock:
             latencies.extend(mine)
 
@@ -36,6 +46,11 @@ def _run_clients(clients: int, per_client: int, call, samples: list) -> tuple[fl
     t0 = time.perf_counter()
     for t in threads:
         t.join()
+    if errors:
+        first = errors[0]
+        raise InferenceError(
+            f"{len(errors)} of {clients} client threads failed; the first: {type(first).__name__}: {first}"
+        ) from first
     return clients * per_client / (time.perf_counter() - t0), latencies
 
 

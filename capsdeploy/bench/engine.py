@@ -222,12 +222,25 @@ def accuracy(backend, images: np.ndarray, labels: np.ndarray, batch: int = 256) 
     meta = backend.metadata
     name = backend.inputs()[0].name
     limit = backend.max_batch_size or batch
-    step = min(batch, limit)
+    step = max(min(batch, limit), backend.min_batch_size)
     hits = 0
     for i in range(0, len(images), step):
-        x = prepare_batch(_fit(backend, images[i : i + step]), meta.input_dtype, meta.normalization)
-        hits += int((backend.infer({name: x})["scores"].argmax(1) == labels[i : i + step]).sum())
+        chunk = images[i : i + step]
+        # A chunk below the profile's minimum (the last one, or a tiny test set) is padded with
+        # copies of its last image; only its own rows are scored.
+        pad = max(backend.min_batch_size - len(chunk), 0)
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
+        x = prepare_batch(_fit(backend, padded), meta.input_dtype, meta.normalization)
+        scores = backend.infer({name: x})["scores"][: len(chunk)]
+        hits += int((scores.argmax(1) == labels[i : i + step]).sum())
     return hits / len(images)
+
+
+def runnable_batches(backend, batch_sizes: list[int]) -> tuple[list[int], list[int]]:
+    """The batch sizes inside the engine's profile, and those outside it (skipped)."""
+    lo, hi = backend.min_batch_size, backend.max_batch_size
+    inside = [b for b in batch_sizes if b >= lo and (not hi or b <= hi)]
+    return inside, [b for b in batch_sizes if b not in inside]
 
 
 def bench_engines(
@@ -255,15 +268,19 @@ def bench_engines(
     if accuracy_samples:
         limit = None if accuracy_samples < 0 else accuracy_samples
         test = load_split(dataset, test_split, data_dir, download=False, limit=limit)
-    rows = []
+    rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
         for choice in choices:
             backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir)
             try:
                 acc = accuracy(backend, test.images, test.labels) if test is not None else None
-                for batch in batch_sizes:
-                    if backend.max_batch_size and batch > backend.max_batch_size:
-                        continue
+                inside, outside = runnable_batches(backend, batch_sizes)
+                if outside:
+                    skipped.append(
+                        f"{choice.label}: batch sizes {outside} are outside its profile "
+                        f"{backend.min_batch_size}..{backend.max_batch_size or 'unbounded'}; skipped"
+                    )
+                for batch in inside:
                     if progress:
                         progress(f"{choice.label} batch {batch}")
                     stats = time_backend(backend, feeds_for(backend, pixels, batch), warmup_s, duration_s)
@@ -281,21 +298,17 @@ def bench_engines(
                             "accuracy": acc,
                             "math": backend.math,
                             "_flops": _flops_of(backend, choice),
+                            **graph_report(backend, choice),
                         }
                     )
             finally:
                 backend.close()
     _add_speedups(rows)
-    from .flops import peak_gemm_gflops
+    from .flops import add_peak_fractions, peak_gemm_gflops
 
     peak = peak_gemm_gflops()
-    for r in rows:
-        flops = r.pop("_flops", None)
-        r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
-        gflops = flops * r["images_per_second"] / 1e9 if flops else None
-        r["effective_gflops"] = round(gflops, 3) if flops else None
-        r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if flops else None
-    warnings = [
+    gpu_peak = add_peak_fractions(rows, peak)
+    warnings = skipped + [
         f"{r['engine']} batch {r['batch']}: coefficient of variation {r['cv']:.1%} > {CV_WARNING:.0%}; "
         "the machine is noisy, rerun or lengthen --duration-s"
         for r in rows
@@ -309,8 +322,21 @@ def bench_engines(
         "duration_s": duration_s,
         "threads": threads,
         "peak_fp32_gemm_gflops": round(peak, 1),
+        "peak_fp32_gemm_gflops_gpu": round(gpu_peak, 1) if gpu_peak else None,
         "results": rows,
         "warnings": warnings,
+    }
+
+
+def graph_report(backend, choice: EngineChoice) -> dict:
+    """For a CUDA-graph engine, the buckets captured and those that fell back to eager
+    (a "+graphs" row timed on eager fallbacks would claim graph speed it did not have)."""
+    state = getattr(backend, "capture_state", None) if choice.cuda_graphs else None
+    if state is None:
+        return {}
+    return {
+        "graphs_captured": [b for b, ok in state.items() if ok],
+        "graphs_failed": [b for b, ok in state.items() if not ok],
     }
 
 

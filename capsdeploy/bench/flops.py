@@ -3,7 +3,8 @@
 FLOPs are counted from the model's configuration (multiply-adds x 2): the two convolutions,
 the prediction vectors and the routing iterations; squash, softmax and biases are a rounding
 error beside them. The peak is a large FP32 GEMM through NumPy's BLAS on every core, the
-best a dense FP32 kernel gets on this machine; INT8 engines can exceed it.
+best a dense FP32 kernel gets on this machine; INT8 engines can exceed it. GPU engines are
+measured against the GPU's own FP32 GEMM peak (torch, TF32 off), never against the CPU's.
 """
 
 from __future__ import annotations
@@ -41,3 +42,52 @@ def peak_gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+GPU_RUNTIMES = ("torch-cuda", "ort-cuda", "trt")
+
+
+def peak_gemm_gflops_cuda(n: int = 8192, repeats: int = 5) -> float | None:
+    """Best-of-``repeats`` FP32 GEMM throughput on the current CUDA device with TF32 off (true
+    FP32, as our FP32 engines compute), timed with CUDA events; None without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    allow = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a = torch.rand((n, n), device="cuda")
+        b = torch.rand((n, n), device="cuda")
+        a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            a @ b
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+    return 2 * n**3 / best / 1e9
+
+
+def add_peak_fractions(rows: list[dict], cpu_peak: float) -> float | None:
+    """Fill ``gflop_per_image``, ``effective_gflops`` and ``fraction_of_fp32_peak`` from each
+    row's ``_flops``: CPU engines against ``cpu_peak``, GPU engines against the GPU's peak
+    (measured once, only when a GPU row has FLOPs; the fraction is None where none could be
+    measured). Returns the GPU peak used, or None."""
+    measured = None
+    if any(r.get("_flops") and r["runtime"] in GPU_RUNTIMES for r in rows):
+        measured = peak_gemm_gflops_cuda()
+    for r in rows:
+        flops = r.pop("_flops", None)
+        gflops = flops * r["images_per_second"] / 1e9 if flops else None
+        peak = measured if r["runtime"] in GPU_RUNTIMES else cpu_peak
+        r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
+        r["effective_gflops"] = round(gflops, 3) if flops else None
+        r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if flops and peak else None
+    return measured

@@ -1,4 +1,5 @@
-"""Load on a V2 server, perf_analyzer-style, from an asyncio client (aiohttp).
+"""Load on a V2 server, perf_analyzer-style, from an asyncio client: aiohttp for
+``http://`` URLs, tritonclient's gRPC aio client for ``grpc://HOST:PORT``.
 
 Closed loop: N clients, each sending its next request when its last answer came.
 Open loop: a schedule of send times (constant rate, or Poisson arrivals); latency is
@@ -86,8 +87,23 @@ def send_offsets(rate: float, seconds: float, poisson: bool, rng) -> np.ndarray:
     return np.asarray(times)
 
 
+def _input_data(spec: dict, cfg: dict, pixels: np.ndarray, batch: int, model: str) -> np.ndarray:
+    """``batch`` images as the model's input takes them (its normalization from the config)."""
+    norm = json.loads(
+        cfg.get("parameters", {}).get("capsdeploy.normalization", {}).get("string_value", "{}") or "{}"
+    )
+    x = np.concatenate([pixels] * (-(-batch // len(pixels))))[:batch]
+    if spec["datatype"] == "UINT8":
+        return x.astype(np.uint8)
+    if spec["datatype"] == "FP32":
+        from ..data.preprocess import normalize
+
+        return normalize(x, norm) if norm else x.astype(np.float32) / 255
+    raise UsageError(f"bench --url sends UINT8 or FP32 images; {model} takes {spec['datatype']}")
+
+
 class V2Target:
-    """One model on one server: its request body built once, its stats read on demand."""
+    """One model on one server over HTTP: its request body built once, its stats read on demand."""
 
     def __init__(self, session, url: str, model: str, batch: int, binary: bool):
         self.session, self.url, self.model = session, url.rstrip("/"), model
@@ -99,18 +115,7 @@ class V2Target:
         meta = await self.get_json(f"/v2/models/{self.model}")
         cfg = await self.get_json(f"/v2/models/{self.model}/config")
         spec = meta["inputs"][0]
-        norm = json.loads(
-            cfg.get("parameters", {}).get("capsdeploy.normalization", {}).get("string_value", "{}") or "{}"
-        )
-        x = np.concatenate([pixels] * (-(-self.batch // len(pixels))))[: self.batch]
-        if spec["datatype"] == "UINT8":
-            data = x.astype(np.uint8)
-        elif spec["datatype"] == "FP32":
-            from ..data.preprocess import normalize
-
-            data = normalize(x, norm) if norm else x.astype(np.float32) / 255
-        else:
-            raise UsageError(f"bench --url sends UINT8 or FP32 images; {self.model} takes {spec['datatype']}")
+        data = _input_data(spec, cfg, pixels, self.batch, self.model)
         self.body, self.headers = request_body(spec["name"], spec["datatype"], data, self.binary)
 
     async def get_json(self, path: str) -> dict:
@@ -132,7 +137,59 @@ class V2Target:
         return (await self.get_json(f"/v2/models/{self.model}/stats"))["model_stats"][0]
 
 
-async def _closed_window(target: V2Target, clients: int, seconds: float) -> Window:
+class GrpcTarget:
+    """One model on one server over gRPC (Triton's GRPCInferenceService, raw tensor contents).
+    ``infer`` returns 200 for an answer, as the HTTP target does, else -1."""
+
+    def __init__(self, url: str, model: str, batch: int):
+        import tritonclient.grpc.aio as grpcaio
+
+        self.grpcaio, self.model, self.batch = grpcaio, model, batch
+        self.client = grpcaio.InferenceServerClient(url.removeprefix("grpc://"))
+        self.inputs: list = []
+
+    async def prepare(self, pixels: np.ndarray) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            meta = await self.client.get_model_metadata(self.model, as_json=True)
+            cfg = (await self.client.get_model_config(self.model, as_json=True))["config"]
+        except InferenceServerException as e:
+            raise UsageError(
+                f"gRPC {self.model}: {e.message()}; is the server up and the model name right?"
+            ) from None
+        spec = meta["inputs"][0]
+        data = _input_data(spec, cfg, pixels, self.batch, self.model)
+        inp = self.grpcaio.InferInput(spec["name"], list(data.shape), spec["datatype"])
+        inp.set_data_from_numpy(np.ascontiguousarray(data))
+        self.inputs = [inp]
+
+    async def infer(self) -> int:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            await self.client.infer(self.model, self.inputs)
+            return 200
+        except InferenceServerException:
+            return -1
+
+    async def stats(self) -> dict:
+        doc = await self.client.get_inference_statistics(self.model, as_json=True)
+        return _numbers(doc["model_stats"][0])  # protobuf's JSON writes 64-bit integers as strings
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _numbers(value):
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+async def _closed_window(target, clients: int, seconds: float) -> Window:
     w = Window(seconds)
     end = time.perf_counter() + seconds
 
@@ -150,7 +207,7 @@ async def _closed_window(target: V2Target, clients: int, seconds: float) -> Wind
     return w
 
 
-async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: float, rng) -> Window:
+async def _open_window(target, rate: float, poisson: bool, seconds: float, rng) -> Window:
     w = Window(seconds)
     offsets = send_offsets(rate, seconds, poisson, rng)
     start = time.perf_counter()
@@ -179,7 +236,7 @@ async def _open_window(target: V2Target, rate: float, poisson: bool, seconds: fl
     return w
 
 
-async def _call(target: V2Target) -> int:
+async def _call(target) -> int:
     """The HTTP status, or -1 when no answer came (refused, reset, timed out)."""
     import aiohttp
 
@@ -265,6 +322,12 @@ async def _level(
 
 
 async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_s, max_trials, seed, pixels):
+    if url.startswith("grpc://"):
+        target = GrpcTarget(url, model, batch)
+        try:
+            return await _levels(target, concurrency, rates, poisson, window_s, max_trials, seed, pixels)
+        finally:
+            await target.close()
     try:
         import aiohttp
     except ImportError:
@@ -273,22 +336,26 @@ async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True) as session:
         target = V2Target(session, url, model, batch, binary)
-        await target.prepare(pixels)
-        levels = []
-        for c in concurrency:
-            r = await _level(target, lambda s, c=c: _closed_window(target, c, s), window_s, max_trials)
-            levels.append({"loop": "closed", "concurrency": c, **r})
-        rng = np.random.default_rng(seed)
-        for rate in rates:
-            r = await _level(
-                target,
-                lambda s, rate=rate: _open_window(target, rate, poisson, s, rng),
-                window_s,
-                max_trials,
-                offered_rps=rate,
-            )
-            levels.append({"loop": "open", "request_rate": rate, "poisson": poisson, **r})
-        return levels
+        return await _levels(target, concurrency, rates, poisson, window_s, max_trials, seed, pixels)
+
+
+async def _levels(target, concurrency, rates, poisson, window_s, max_trials, seed, pixels) -> list[dict]:
+    await target.prepare(pixels)
+    levels = []
+    for c in concurrency:
+        r = await _level(target, lambda s, c=c: _closed_window(target, c, s), window_s, max_trials)
+        levels.append({"loop": "closed", "concurrency": c, **r})
+    rng = np.random.default_rng(seed)
+    for rate in rates:
+        r = await _level(
+            target,
+            lambda s, rate=rate: _open_window(target, rate, poisson, s, rng),
+            window_s,
+            max_trials,
+            offered_rps=rate,
+        )
+        levels.append({"loop": "open", "request_rate": rate, "poisson": poisson, **r})
+    return levels
 
 
 def bench_http(
@@ -305,6 +372,8 @@ def bench_http(
 ) -> dict:
     if any(c < 1 for c in concurrency) or any(r <= 0 for r in request_rates):
         raise UsageError("--concurrency and --request-rate must be positive")
+    if not url.startswith(("http://", "https://", "grpc://")):
+        raise UsageError(f"--url {url!r}: give http://HOST:PORT or grpc://HOST:PORT")
     if batch < 1 or window_s <= 0 or max_trials < 3:
         raise UsageError(
             "--batch >= 1, --window-s > 0 and --max-trials >= 3 (the stability rule needs 3 windows)"
@@ -329,10 +398,11 @@ def bench_http(
     )
     return {
         "mode": "http",
+        "protocol": "grpc" if url.startswith("grpc://") else "http",
         "url": url,
         "model": model,
         "batch": batch,
-        "encoding": "binary" if binary else "json",
+        "encoding": "raw (gRPC)" if url.startswith("grpc://") else ("binary" if binary else "json"),
         "window_s": window_s,
         "max_trials": max_trials,
         "stability": f"last 3 windows within +-{STABILITY:.0%} on throughput and p99",

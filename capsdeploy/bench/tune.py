@@ -24,7 +24,7 @@ import numpy as np
 from ..data import load_split
 from ..data.preprocess import prepare_batch
 from ..errors import CapsDeployError, UsageError
-from ..runtime.compare import DEFAULT_TOLERANCES, compare_outputs
+from ..runtime.compare import compare_outputs, tolerances_for
 from ..runtime.engines import INT8_QDQ, engine_spec
 from .engine import EngineChoice, _fit, build_backend, feeds_for, latency_stats, time_backend
 
@@ -241,7 +241,7 @@ def tune(
                 key = tolerance_key(backend, spec)
                 row["precision"], row["math"] = key, backend.math
                 cmp = compare_outputs(
-                    ref, _outputs(backend, data.images), DEFAULT_TOLERANCES[key], data.labels
+                    ref, _outputs(backend, data.images), tolerances_for(key, backend.math), data.labels
                 )
                 row["validation"] = {
                     "samples": cmp.num_samples,

@@ -111,7 +111,11 @@ def _list(cast):
     show_default=True,
     help="Concurrency mode: batcher worker threads, each on its own backend.clone().",
 )
-@click.option("--url", help="HTTP mode: a V2 server (capsdeploy serve, Triton), e.g. http://127.0.0.1:8000.")
+@click.option(
+    "--url",
+    help="HTTP mode: a V2 server (capsdeploy serve, Triton): http://127.0.0.1:8000, or its gRPC "
+    "endpoint grpc://127.0.0.1:8001.",
+)
 @click.option("--model-name", default="capsnet", show_default=True, help="HTTP mode: the model to load.")
 @click.option(
     "--concurrency",
@@ -171,6 +175,7 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
           --data-dir ../shared/data/mnist
     HTTP mode (perf_analyzer-style; closed loop, or open loop with --request-rate):
       capsdeploy bench --url http://127.0.0.1:8000 --concurrency 1,4,16,64 --binary
+      capsdeploy bench --url grpc://127.0.0.1:8001 --concurrency 1,4,16,64
     Concurrency mode (the default): many single-image clients calling the backend directly
     vs through the dynamic batcher (medians over repeats):
       capsdeploy bench --model model.onnx --clients 32
@@ -353,7 +358,7 @@ def _run_dataset(checkpoint) -> str:
         return "synthetic"
     from ..model.checkpoint import read_run_info
 
-    return read_run_info(checkpoint).raw.get("dataset", {}).get("name", "synthetic")
+    return read_run_info(checkpoint).dataset_name
 
 
 def _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw):

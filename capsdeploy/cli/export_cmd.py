@@ -140,6 +140,19 @@ def optgroup_triton(f):
 )
 @click.option("--no-engine-cache", is_flag=True, help="trt: always rebuild.")
 @click.option(
+    "--version-compatible",
+    is_flag=True,
+    help="trt (and triton --platform trt): a version-compatible plan (BuilderFlag.VERSION_COMPATIBLE, "
+    "TensorRT >= 8.6) that later TensorRT versions load with engine host code allowed; a plain plan runs "
+    "only under the exact TensorRT version that built it. Neither kind changes GPU architecture.",
+)
+@click.option(
+    "--exclude-lean-runtime",
+    is_flag=True,
+    help="trt, with --version-compatible: leave TensorRT's lean runtime out of the plan "
+    "(BuilderFlag.EXCLUDE_LEAN_RUNTIME); the loader must supply it. Not for Triton repositories.",
+)
+@click.option(
     "--trt-version",
     default="10",
     show_default=True,
@@ -169,6 +182,8 @@ def export_cmd(
     overwrite,
     tuned_path,
     ov_precision,
+    version_compatible,
+    exclude_lean_runtime,
     **kw,
 ):
     """Export a trained run to ONNX (routing unrolled), or build a TensorRT plan.
@@ -228,19 +243,25 @@ def export_cmd(
         if not checkpoint:
             raise UsageError("--format triton needs --checkpoint DIR")
         builder = None
+        if platform != "trt" and (version_compatible or exclude_lean_runtime):
+            raise UsageError(
+                "--version-compatible and --exclude-lean-runtime apply to TensorRT plans: add --platform trt"
+            )
         if platform == "trt":
             from ..runtime.trt.build import BuildOptions, repository_plan_builder
             from ..runtime.trt.environment import require_tensorrt
 
-            require_tensorrt()  # before any export work
-            builder = repository_plan_builder(
-                BuildOptions(
-                    workspace_mib=workspace_mib,
-                    optimization_level=optimization_level,
-                    timing_cache=timing_cache,
-                    use_engine_cache=not no_engine_cache,
-                )
+            build = BuildOptions(
+                workspace_mib=workspace_mib,
+                optimization_level=optimization_level,
+                timing_cache=timing_cache,
+                use_engine_cache=not no_engine_cache,
+                version_compatible=version_compatible,
+                exclude_lean_runtime=exclude_lean_runtime,
             )
+            build.check()
+            builder = repository_plan_builder(build)  # refuses --exclude-lean-runtime
+            require_tensorrt()  # before any export work
         report = export_triton(
             checkpoint, output, opts, batching, platform, builder, overwrite, main_parameters, ov_options
         )
@@ -264,14 +285,20 @@ def export_cmd(
             optimization_level,
             timing_cache,
             use_engine_cache=not no_engine_cache,
+            version_compatible=version_compatible,
+            exclude_lean_runtime=exclude_lean_runtime,
         )
+        build.check()
         report = export_plan(output, build, onnx_model, checkpoint, opts)
         if json_dest:
             write_json_report(json_dest, report)
         if json_dest != "-":
             state = "reused from the engine cache" if report["cache_hit"] else "built"
             click.echo(f"wrote {report['output']} ({state}; sidecar {report['output']}.json)")
+            click.echo(f"runs on: {report['sidecar']['compatibility']['runs_on']}")
         return
+    if version_compatible or exclude_lean_runtime:
+        raise UsageError("--version-compatible and --exclude-lean-runtime apply to --format trt or triton")
     if not checkpoint:
         raise UsageError("--format onnx needs --checkpoint DIR")
     report = export_onnx(checkpoint, output, opts)

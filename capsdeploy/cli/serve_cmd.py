@@ -26,11 +26,26 @@ from .common import batching_from, batching_options, handle_errors
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port."
 )
 @click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    help="Triton's GRPCInferenceService on this port, in the same process (0: no gRPC).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=8002,
+    show_default=True,
+    help="Prometheus metrics at /metrics on this port, as Triton serves them (0: only the HTTP "
+    "port's /metrics).",
+)
+@click.option(
     "--max-body-mb",
     type=click.FloatRange(0.001),
     default=64.0,
     show_default=True,
-    help="Largest request body.",
+    help="Largest request body (HTTP) and message (gRPC).",
 )
 @click.option(
     "--drain-delay",
@@ -57,22 +72,40 @@ from .common import batching_from, batching_options, handle_errors
 )
 @batching_options("--model only: ")
 @handle_errors
-def serve_cmd(repository, model, engine, host, port, max_body_mb, drain_delay_s, grace_s, log_level, **kw):
-    """Serve a Triton model repository over the KServe V2 / Triton HTTP protocol.
+def serve_cmd(
+    repository,
+    model,
+    engine,
+    host,
+    port,
+    grpc_port,
+    metrics_port,
+    max_body_mb,
+    drain_delay_s,
+    grace_s,
+    log_level,
+    **kw,
+):
+    """Serve a Triton model repository over Triton's HTTP and gRPC protocols (KServe V2).
 
     \b
     Every model in REPOSITORY is loaded, batched and scheduled by its own config.pbtxt
     (max_batch_size, dynamic_batching, queue policy, instance_group), as Triton does;
-    tritonclient and perf_analyzer work against it unchanged.
+    tritonclient (HTTP and gRPC) and perf_analyzer work against it unchanged (tested).
       capsdeploy export --format triton --checkpoint runs/mnist --output repo
-      capsdeploy serve repo --port 8000
+      capsdeploy serve repo --port 8000            # gRPC on 8001, metrics on 8002
     Open http://127.0.0.1:8000/ to draw a digit and steer its capsule.
 
     \b
-    Endpoints: /v2/health/{live,ready}, /v2, /v2/models/{m}[/versions/{v}]
-    [/ready|/config|/stats|/infer], /v1/predict (PNG/JPEG upload), /metrics (Prometheus).
-    SIGTERM: readiness off and `Connection: close` for --drain-delay seconds, then the
-    listener closes and accepted requests finish within --grace; exit 0.
+    HTTP: /v2/health/{live,ready}, /v2, /v2/models/{m}[/versions/{v}]
+    [/ready|/config|/stats|/infer], /v2/repository/index,
+    /v2/{system,cuda}sharedmemory/... , /v1/predict (PNG/JPEG upload), /metrics.
+    gRPC: inference.GRPCInferenceService (infer, streaming infer, metadata, config,
+    statistics, repository index, shared memory). Non-finite inputs pass to the model, as
+    in Triton (config parameter capsdeploy.refuse_non_finite="true" refuses them).
+    Differences from Triton are listed in docs/serve.md.
+    SIGTERM: readiness off and `Connection: close` for --drain-delay seconds, then both
+    listeners close and accepted requests finish within --grace; exit 0.
     """
     import logging
 
@@ -96,7 +129,7 @@ def serve_cmd(repository, model, engine, host, port, max_body_mb, drain_delay_s,
     try:
         for m in models.values():
             m.backend.warmup()  # the first request should not pay for lazy initialization
-        run(state, host, port, grace_s, log_level, drain_delay_s)
+        run(state, host, port, grace_s, log_level, drain_delay_s, grpc_port, metrics_port)
     finally:
         for m in models.values():
             m.close(drain_s=0)

@@ -140,9 +140,9 @@ def train_cmd(out, resume_dir, epochs, no_download, model_config, **kw):
             out=out, epochs=epochs or 10, download=not no_download, model_overrides=overrides, **kw
         )
     result = train(opts, resume=bool(resume_dir))
-    m = result["delivered"]
+    m = result.delivered
     chosen = f"val acc {m['val_acc']:.4f}, " if "val_acc" in m else ""
     click.echo(
         f"delivered epoch {m.get('epoch')} ({chosen}test acc {m.get('test_acc', float('nan')):.4f}); "
-        f"run directory: {result['out']}"
+        f"run directory: {result.out}"
     )

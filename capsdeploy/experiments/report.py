@@ -33,8 +33,8 @@ def _param_count(run) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _protocol(raw: dict) -> str:
-    t, d = raw.get("training", {}), raw.get("dataset", {})
+def _protocol(info) -> str:
+    t, d = info.raw.get("training", {}), info.dataset
     parts = [f"{d.get('name', '?')}/{d.get('train_split', '?')} ({d.get('train_samples', '?')} digits"]
     parts[-1] += f", {d.get('val_samples', 0)} held out)"
     if d.get("multimnist"):
@@ -85,9 +85,9 @@ def _write(runs, infos, staging, data_dir, engine, max_samples, pictures, downlo
         rows.append({
             "run": str(run), "arch": info.arch, "parameters": _param_count(run),
             "input": f"{info.model.image_size}x{info.model.image_size}",
-            "routing_iters": info.model.routing_iters or None, "protocol": _protocol(info.raw),
+            "routing_iters": info.model.routing_iters or None, "protocol": _protocol(info),
             "epoch": m.get("epoch"), "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
-            "multimnist": bool(info.raw.get("dataset", {}).get("multimnist")),
+            "multimnist": info.multimnist,
         })  # fmt: skip
     kw = {"data_dir": data_dir, "max_samples": max_samples, "engine": engine, "download": download}
     affine_runs = [r["run"] for r in rows if r["input"] == f"{AFFINE_CANVAS}x{AFFINE_CANVAS}"]

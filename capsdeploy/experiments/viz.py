@@ -243,7 +243,7 @@ def multimnist(
 
     info = read_run_info(checkpoint)
     _require_capsnet(checkpoint, info)
-    if not info.raw.get("dataset", {}).get("multimnist"):
+    if not info.multimnist:
         raise UsageError(f"{checkpoint} was not trained with --multimnist")
     # The pairs eval --multimnist scores (built from the whole split), the first `count` drawn.
     pairs = pairs_for(info, data_dir, split, None, seed, download)

@@ -191,10 +191,9 @@ def _calibration_batches(info, opts: ExportOptions, batch_size: int = 32) -> lis
     from ..data import load_split
     from ..data.preprocess import prepare_batch
 
-    trained = info.raw.get("dataset", {})
-    dataset = opts.calib_dataset or trained.get("name", "mnist")
-    split = opts.calib_split or trained.get("train_split", "train")
-    data_dir = opts.data_dir or info.raw.get("training", {}).get("data_dir")
+    run_dataset, split = info.train_split(opts.calib_split)
+    dataset = opts.calib_dataset or run_dataset
+    data_dir = opts.data_dir or info.data_dir
     data = load_split(dataset, split, data_dir, download=False, limit=opts.calib_samples)
     input_dtype = "uint8" if opts.input_dtype == "uint8" else "float32"
     from ..data.canvas import on_canvas

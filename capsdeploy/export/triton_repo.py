@@ -105,10 +105,23 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, mai
         params = {**parameters, **extra, **(main_extra if name == main_name else {})}
         decl = _declare(name, onnx_path, PLATFORMS[platform], params)
         files = [onnx_path]
+        compat = None
         if platform == "trt":
             plan = onnx_path.with_name("model.plan")
-            build_plan(onnx_path, plan, batching)
+            built = build_plan(onnx_path, plan, batching)
             onnx_path.unlink()
+            # What a Triton container needs to load the plan, beside the plan's own sidecar.
+            sidecar = built.get("sidecar", {})
+            compat = sidecar.get("compatibility", {})
+            decl.parameters.update(
+                {
+                    "capsdeploy.tensorrt_version": str(sidecar.get("built_for", {}).get("tensorrt", "")),
+                    "capsdeploy.tensorrt_version_compatible": str(
+                        bool(compat.get("version_compatible"))
+                    ).lower(),
+                    "capsdeploy.tensorrt_runs_on": str(compat.get("runs_on", "")),
+                }
+            )
             files = sorted(p for p in plan.parent.iterdir() if p.name.startswith("model.plan"))
         cfg_path = staging / name / "config.pbtxt"
         cfg_path.write_text(render_config(model_config(decl, batching)))
@@ -117,6 +130,7 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, mai
             "inputs": {t.name: [t.dtype, list(t.dims)] for t in decl.inputs},
             "outputs": {t.name: [t.dtype, list(t.dims)] for t in decl.outputs},
             "files": [str(p.relative_to(staging)) for p in [cfg_path, *files]],
+            **({"tensorrt_compatibility": compat} if compat is not None else {}),
         }
     return {
         "checkpoint": str(checkpoint),

@@ -43,10 +43,34 @@ class RunInfo:
     def arch(self) -> str:
         return self.raw.get("arch", CAPSNET)
 
+    @property
+    def dataset(self) -> dict:
+        """What config.json records of the training data (name, splits, sizes, MultiMNIST)."""
+        return self.raw.get("dataset", {})
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset.get("name", "mnist")
+
+    @property
+    def multimnist(self) -> bool:
+        return bool(self.dataset.get("multimnist"))
+
+    @property
+    def data_dir(self) -> str | None:
+        """The --data-dir the run was trained from, if any."""
+        return self.raw.get("training", {}).get("data_dir")
+
     def test_split(self, split: str | None = None) -> tuple[str, str]:
         """(dataset, split) of the images this run is tested on: ``split`` or the run's own."""
-        trained = self.raw.get("dataset", {})
-        return trained.get("name", "mnist"), split or trained.get("test_split") or "t10k"
+        from ..data.datasets import get_spec
+
+        name = self.dataset_name
+        return name, split or self.dataset.get("test_split") or get_spec(name).default_test
+
+    def train_split(self, split: str | None = None) -> tuple[str, str]:
+        """(dataset, split) the run was trained on (INT8 calibration draws from it)."""
+        return self.dataset_name, split or self.dataset.get("train_split") or "train"
 
     @property
     def weights_sha256(self) -> str:

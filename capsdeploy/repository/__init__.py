@@ -13,6 +13,7 @@ from .config import (
     BatchingOptions,
     config_to_json,
     model_config,
+    normalize_config,
     parse_config,
     render_config,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "config_to_json",
     "find_models",
     "model_config",
+    "normalize_config",
     "parse_config",
     "render_config",
     "validate_model_dir",

@@ -111,6 +111,50 @@ def model_config(decl: ModelDecl, opts: BatchingOptions):
     return cfg
 
 
+PLATFORM_BACKENDS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "tensorrt_plan": "tensorrt",
+    "pytorch_libtorch": "pytorch",
+}
+
+
+def normalize_config(cfg, on_gpu: bool = False):
+    """A copy of ``cfg`` completed as Triton completes a config before serving it (and returns
+    it from /config): backend and platform, default_model_filename, version_policy latest 1,
+    dynamic batching's preferred_batch_size [max_batch_size], instance groups named
+    ``<model>_<i>`` with KIND_AUTO resolved (KIND_GPU where the model runs on a GPU, else
+    KIND_CPU) and count >= 1."""
+    pb = pb2()
+    out = pb.ModelConfig()
+    out.CopyFrom(cfg)
+    if out.platform and not out.backend and out.platform in PLATFORM_BACKENDS:
+        out.backend = PLATFORM_BACKENDS[out.platform]
+    if out.backend and not out.platform:
+        out.platform = {b: p for p, b in PLATFORM_BACKENDS.items()}.get(out.backend, "")
+    if not out.default_model_filename:
+        out.default_model_filename = MODEL_FILES.get(out.platform) or BACKEND_FILES.get(out.backend, "")
+    if not out.HasField("version_policy"):
+        out.version_policy.latest.num_versions = 1
+    if (
+        out.HasField("dynamic_batching")
+        and not out.dynamic_batching.preferred_batch_size
+        and out.max_batch_size > 0
+    ):
+        out.dynamic_batching.preferred_batch_size.append(out.max_batch_size)
+    if not out.instance_group:
+        out.instance_group.add(name=out.name)
+    for i, group in enumerate(out.instance_group):
+        if not group.name:
+            group.name = f"{out.name}_{i}"
+        if group.kind == pb.ModelInstanceGroup.KIND_AUTO:
+            group.kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
+        if group.count < 1:
+            group.count = 1
+        if group.kind == pb.ModelInstanceGroup.KIND_GPU and not group.gpus and on_gpu:
+            group.gpus.append(0)
+    return out
+
+
 def render_config(cfg) -> str:
     from google.protobuf import text_format
 

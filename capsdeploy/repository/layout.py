@@ -55,11 +55,41 @@ def _entry(d: Path, cfg) -> ModelEntry:
             f"{d}/config.pbtxt: platform {cfg.platform!r} / backend {cfg.backend!r} is not served here "
             f"(supported: platforms {', '.join(MODEL_FILES)}; backends {', '.join(BACKEND_FILES)})"
         )
-    versions = sorted((int(v.name) for v in d.iterdir() if v.is_dir() and v.name.isdigit()), reverse=True)
-    for v in versions:
-        if (d / str(v) / filename).is_file():
-            return ModelEntry(d.name, d, cfg, str(v), d / str(v) / filename)
-    raise UsageError(f"{d}: no version directory holds {filename} (expected {d}/1/{filename})")
+    version = served_version(d, cfg)
+    path = d / str(version) / filename
+    if not path.is_file():
+        # Triton loads the version its policy names and fails when its file is missing; it
+        # never falls back to an older version.
+        raise UsageError(
+            f"{d}: version {version} (the one served) has no {filename}; add it or remove {d / str(version)}"
+        )
+    return ModelEntry(d.name, d, cfg, str(version), path)
+
+
+def version_dirs(d: Path) -> list[int]:
+    """The version numbers of ``d``'s subdirectories as Triton reads them: positive integers
+    written without leading zeros ("0", "01" and "abc" are ignored)."""
+    return sorted(
+        int(v.name) for v in d.iterdir() if v.is_dir() and v.name.isdigit() and not v.name.startswith("0")
+    )
+
+
+def served_version(d: Path, cfg) -> int:
+    """The newest version the config's version_policy names (latest, all, or specific) among
+    the version directories; we serve that one version."""
+    present = version_dirs(d)
+    policy = cfg.version_policy.WhichOneof("policy_choice") if cfg.HasField("version_policy") else None
+    if policy == "specific":
+        wanted = [v for v in cfg.version_policy.specific.versions if v in present]
+        if not wanted:
+            raise UsageError(
+                f"{d}: version_policy names versions {list(cfg.version_policy.specific.versions)}, "
+                f"present: {present or 'none'}"
+            )
+        return max(wanted)
+    if not present:
+        raise UsageError(f"{d}: no version directory (a positive integer without leading zeros, e.g. {d}/1/)")
+    return present[-1]
 
 
 def validate_model_dir(entry: ModelEntry) -> list[str]:

@@ -17,6 +17,9 @@ What it promises, so a server built on it stays up:
   ``infer()`` and ``infer_async()`` return or raise within their timeout
   (``default_timeout_s`` when none is given); a bare ``submit()`` future whose
   deadline passed fails with ``RequestTimeoutError`` when a worker next looks;
+  ``infer_queued_async()`` is Triton's timeout instead (the server's path): it bounds only the
+  wait in the queue, a started request runs to the end, and it returns the request's timing
+  (queue, and its batch's input/infer/output phases);
 - a backend error fails only the requests of that batch, an error in the
   ``on_batch`` hook is logged, and the workers keep serving;
 - ``close(drain_s)`` stops accepting, lets queued and running requests finish
@@ -68,7 +71,21 @@ class BatchStats:
     requests: int
     worker: int  # which worker (instance) ran it
     queue_seconds: tuple[float, ...]  # per request: submit -> batch start
-    compute_seconds: float
+    compute_seconds: float  # input + infer + output
+    input_seconds: float = 0.0  # gathering the requests' rows into the batch's inputs
+    infer_seconds: float = 0.0  # the backend's execution
+    output_seconds: float = 0.0  # slicing the outputs back into the requests' rows
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """One request's share of its batch, as Triton reports it per request: its own queue time
+    and the whole batch's compute phases."""
+
+    queue_seconds: float
+    input_seconds: float
+    infer_seconds: float
+    output_seconds: float
 
 
 @dataclass(eq=False)
@@ -193,6 +210,21 @@ class DynamicBatcher:
             if not fut.done():
                 fut.cancel()
 
+    async def infer_queued_async(
+        self, feeds: Mapping[str, np.ndarray], queue_timeout_s: float | None = None
+    ) -> tuple[dict[str, np.ndarray], RequestTiming]:
+        """Triton's timeout: ``queue_timeout_s`` bounds only the wait in the queue (expiry raises
+        ``RequestTimeoutError``); once its batch starts, the request runs to the end. None: no
+        timeout. Returns the outputs and the request's timing."""
+        t = threading.TIMEOUT_MAX if queue_timeout_s is None else min(queue_timeout_s, threading.TIMEOUT_MAX)
+        fut = self.submit(feeds, t)
+        try:
+            result = await asyncio.wrap_future(fut)
+        finally:
+            if not fut.done():
+                fut.cancel()  # the caller went away: never started
+        return result, fut.timing
+
     # -- forming batches --------------------------------------------------
     def _next_batch(self) -> tuple[list[_Request] | None, list[_Request]]:
         """(the next batch, [] for none yet, or None to stop; requests that expired in the queue)."""
@@ -286,6 +318,7 @@ class DynamicBatcher:
     def _run(self, worker: int, backend: Backend, batch: list[_Request]) -> None:
         start = time.perf_counter()
         rows = sum(r.rows for r in batch)
+        t_inputs = t_infer = start
         try:
             feeds = {
                 s.name: batch[0].feeds[s.name]
@@ -293,11 +326,17 @@ class DynamicBatcher:
                 else np.concatenate([r.feeds[s.name] for r in batch])
                 for s in self._specs
             }
-            # An engine whose profile starts above the batch gets repeated rows, dropped after.
+            # An engine whose profile starts above the batch gets zero rows, dropped after. Zeros,
+            # not copies of a request's row: an engine or slicing bug that returned a pad row
+            # instead of the request's then shows (tests compare against the unpadded row).
             pad = max(backend.min_batch_size - rows, 0)
             if pad:
-                feeds = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feeds.items()}
+                feeds = {
+                    k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in feeds.items()
+                }
+            t_inputs = time.perf_counter()
             outputs = backend.infer(feeds)
+            t_infer = time.perf_counter()
             for name, value in outputs.items():
                 if len(value) != rows + pad:
                     raise InferenceError(
@@ -311,15 +350,26 @@ class DynamicBatcher:
             if not isinstance(e, Exception):
                 raise
             return
-        compute = time.perf_counter() - start
-        offset = 0
+        offset, results = 0, []
         for r in batch:
-            _resolve(r.future, result={k: v[offset : offset + r.rows] for k, v in outputs.items()})
+            results.append({k: v[offset : offset + r.rows] for k, v in outputs.items()})
             offset += r.rows
+        end = time.perf_counter()
+        phases = (t_inputs - start, t_infer - t_inputs, end - t_infer)
+        for r, result in zip(batch, results, strict=True):
+            r.future.timing = RequestTiming(start - r.enqueued, *phases)  # read by infer_queued_async
+            _resolve(r.future, result=result)
         if self.on_batch is not None:
             try:
                 self.on_batch(
-                    BatchStats(rows, len(batch), worker, tuple(start - r.enqueued for r in batch), compute)
+                    BatchStats(
+                        rows,
+                        len(batch),
+                        worker,
+                        tuple(start - r.enqueued for r in batch),
+                        end - start,
+                        *phases,
+                    )
                 )
             except Exception:
                 log.exception("on_batch hook failed; ignored")

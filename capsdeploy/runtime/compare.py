@@ -45,6 +45,17 @@ DEFAULT_TOLERANCES = {
     "bf16": Tolerances(atol=2e-2, rtol=2e-2, min_top1_agreement=0.999, max_accuracy_drop=0.001),
     "int8": Tolerances(atol=None, rtol=0.0, min_top1_agreement=0.99, max_accuracy_drop=0.002),
 }
+# An FP32 model run by an engine that computes FP32 in TF32 (ONNX Runtime's TensorRT provider,
+# which has no option to turn TF32 off): TF32 rounds the inputs of each product to FP16's 10-bit
+# mantissa and accumulates in FP32, so its error is bounded by the FP16 model's.
+TF32_TOLERANCES = DEFAULT_TOLERANCES["fp16"]
+
+
+def tolerances_for(precision: str, math: str) -> Tolerances:
+    """The tolerances an engine is judged by: its model's precision, except FP32 computed in TF32."""
+    if precision == "fp32" and math == "TF32 allowed":
+        return TF32_TOLERANCES
+    return DEFAULT_TOLERANCES[precision]
 
 
 def error_stats(ref: np.ndarray, cand: np.ndarray, tol: Tolerances) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,7 @@ class OrtBackend(Backend):
                 "its CUDA or cuDNN libraries failed to load; install the CUDA and cuDNN versions this "
                 "onnxruntime-gpu build needs, or use --engine ort (CPU)"
             )
+        self._math = provider_math(self.session.get_providers())
         # On CUDA, bind outputs to device memory: ORT then skips its own staging copies.
         self._iobinding = "CUDAExecutionProvider" in self.session.get_providers()
 
@@ -103,6 +106,10 @@ class OrtBackend(Backend):
         first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None
         return first if isinstance(first, int) else None
 
+    @property
+    def math(self) -> str:
+        return self._math
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._outputs]
         if self._iobinding:
@@ -119,6 +126,17 @@ class OrtBackend(Backend):
 
     def close(self) -> None:
         self.session = None
+
+
+def provider_math(active_providers: list[str], environ: Mapping[str, str] | None = None) -> str:
+    """The arithmetic FP32 tensors get with these providers active. The CUDA provider is opened
+    with ``use_tf32=0``; the TensorRT provider has no such option (onnxruntime issue #26029) and
+    leaves TensorRT's BuilderFlag.TF32 on, so a session with it reports TF32 unless the process
+    runs with NVIDIA_TF32_OVERRIDE=0, the one switch that turns it off."""
+    env = os.environ if environ is None else environ
+    if "TensorrtExecutionProvider" in active_providers and env.get("NVIDIA_TF32_OVERRIDE") != "0":
+        return "TF32 allowed"
+    return "FP32 (TF32 off)"
 
 
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:

@@ -14,7 +14,7 @@ from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
 from ..model.checkpoint import read_run_info
-from .compare import DEFAULT_TOLERANCES, Comparison, compare_outputs
+from .compare import Comparison, compare_outputs, tolerances_for
 from .select import make_backend
 
 
@@ -84,17 +84,18 @@ def validate(
         raise UsageError(
             f"{model} has no 'scores' output (outputs: {sorted(out_names)}); not a CapsNet export"
         )
+    if precision == "fp32" and candidate.math == "TF32 allowed":
+        notes.append("FP32 model computed in TF32 by this engine: judged at the TF32 (FP16-level) tolerances")
     # An engine computing below its file's precision (OpenVINO running the FP32 file in bf16)
     # is judged at the tolerance of what it computes in.
     precision = candidate.compute_precision or precision
-    tol = DEFAULT_TOLERANCES[precision].with_overrides(atol, rtol)
+    tol = tolerances_for(precision, candidate.math).with_overrides(atol, rtol)
     reference = TorchBackend(
         checkpoint, routing_iters=iters, with_decoder=with_decoder and "reconstruction" in out_names
     )
 
-    trained = info.raw.get("dataset", {})
-    dataset = dataset or trained.get("name", "mnist")
-    split = split or trained.get("test_split", "t10k")
+    run_dataset, split = info.test_split(split)
+    dataset = dataset or run_dataset
     data = load_split(dataset, split, data_dir, download, limit=num_samples)
     size = info.model.image_size
 

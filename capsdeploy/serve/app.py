@@ -1,8 +1,10 @@
-"""The HTTP server: KServe V2 as Triton speaks it, /v1/predict for images, the page, /metrics.
+"""The HTTP front end: KServe V2 as Triton speaks it, system shared memory, /v1/predict for
+images, the page, /metrics.
 
-Protocol parsing lives in ``protocol``, batching in the runtime's ``DynamicBatcher``; this
-module maps routes to them, enforces limits, and turns every error a client can cause into a
-4xx with ``{"error": ...}`` while the server keeps serving.
+Model lookup, inference, statistics and shared memory live in the transport-free ``dataplane``
+(which the gRPC front end shares), protocol parsing in ``protocol``; this module maps routes to
+them, enforces HTTP's limits (body size, encodings), and turns every ``ServeError`` into its
+status with ``{"error": ...}`` while the server keeps serving.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import logging
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,55 +29,20 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import InferenceError, InvalidInputError, UsageError
-from ..runtime.batcher import BatcherClosedError, QueueFullError, RequestTimeoutError
-from ..version import __version__
-from .metrics import ServerMetrics
+from ..errors import UsageError
+from .dataplane import DataPlane, ServeError
 from .models import ServedModel
-from .protocol import ProtocolError, encode_infer_response, parse_infer_request
+from .protocol import encode_infer_response, parse_infer_request
+from .shm import SharedMemoryError, cuda_register_refused
 
 PAGE_DIR = Path(__file__).parent / "page"
-EXTENSIONS = ["binary_tensor_data", "statistics", "model_configuration", "schedule_policy"]
 OFF_LOOP_BYTES = 256 << 10  # parse or encode larger bodies in a worker thread, not on the event loop
 JSON_BYTES_PER_VALUE = 32  # generous: "-0.123456789012345678," is 22
 access_log = logging.getLogger("capsdeploy.access")
 
-
-@dataclass
-class ServerState:
-    models: dict[str, ServedModel]
-    max_body_bytes: int = 64 << 20
-    ready: bool = True
-    draining: bool = False  # after SIGTERM: answer with `Connection: close` so clients reconnect
-    metrics: ServerMetrics = field(init=False)
-
-    def __post_init__(self):
-        self.metrics = ServerMetrics(self.models)
-
-    def observe_batch(self, model: str, batch) -> None:
-        self.metrics.batch_size.labels(model).observe(batch.batch_size)
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None, reason: str = "OTHER"):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-        self.reason = reason  # Triton's failure reason: REJECTED, CANCELED, BACKEND, OTHER
-
-
-async def run_batched(model: ServedModel, feeds: dict, timeout_s: float | None = None) -> dict:
-    """The model's outputs for ``feeds`` through its batcher; batcher and engine failures become
-    the HTTP error (and failure reason) every route answers with."""
-    try:
-        return await model.batcher.infer_async(feeds, timeout_s)
-    except QueueFullError as e:
-        raise HTTPError(503, str(e), {"retry-after": "1"}, "REJECTED") from None
-    except RequestTimeoutError as e:
-        raise HTTPError(504, str(e), reason="REJECTED") from None
-    except BatcherClosedError as e:
-        raise HTTPError(503, f"the server is shutting down: {e}", {"retry-after": "1"}, "REJECTED") from None
-    except InferenceError as e:
-        raise HTTPError(500, str(e), reason="BACKEND") from None
+# The front ends share one dataplane; the old names stay for callers of this module.
+ServerState = DataPlane
+HTTPError = ServeError
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -173,123 +139,95 @@ async def multipart_file(request: Request, body: bytes, limit: int) -> bytes:
 
 
 # -- the application ------------------------------------------------------------
-def create_app(state: ServerState, on_shutdown=None) -> Starlette:
+def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=None) -> Starlette:
+    """The HTTP app. ``on_startup`` / ``on_stopping``: coroutines run in the server's event loop
+    as it starts and once it has stopped taking HTTP requests (the gRPC front end lives there);
+    ``on_shutdown``: a blocking call after that (draining the batchers)."""
+    plane = state
+
     def model_of(request: Request) -> ServedModel:
-        name = request.path_params["model"]
-        model = state.models.get(name)
-        if model is None:
-            raise HTTPError(404, f"unknown model {name!r}; this server serves {sorted(state.models)}")
-        version = request.path_params.get("version")
-        if version is not None and version != model.version:
-            raise HTTPError(404, f"model {name!r} has no version {version!r} (served: {model.version})")
-        return model
+        return plane.model(request.path_params["model"], request.path_params.get("version"))
 
     async def live(request):
         return Response(status_code=200)
 
     async def ready(request):
-        return Response(status_code=200 if state.ready else 503)
+        return Response(status_code=200 if plane.ready else 503)
 
     async def server_metadata(request):
-        return JSONResponse({"name": "capsdeploy", "version": __version__, "extensions": EXTENSIONS})
+        return JSONResponse(plane.server_metadata())
 
     async def model_metadata(request):
         return JSONResponse(model_of(request).metadata())
 
     async def model_ready(request):
-        model_of(request)
-        return Response(status_code=200 if state.ready else 503)
+        return Response(status_code=200 if plane.model_ready(*_name_version(request)) else 503)
 
     async def model_config(request):
         return JSONResponse(model_of(request).config_json)
 
     async def model_stats(request):
-        chosen = [model_of(request)] if "model" in request.path_params else list(state.models.values())
-        return JSONResponse({"model_stats": [m.stats.to_dict() for m in chosen]})
+        return JSONResponse(plane.statistics(*_name_version(request)))
 
     async def repository_index(request):
-        return JSONResponse(
-            [{"name": m.name, "version": m.version, "state": "READY"} for m in state.models.values()]
-        )
+        return JSONResponse(plane.repository_index())
 
     async def infer(request: Request):
-        t0 = time.perf_counter()
         model = model_of(request)
-        outcome, reason = "error", "OTHER"
-        try:
-            body = await read_body(request, state.max_body_bytes)
-            t_parse = time.perf_counter()
+        async with plane.inference(model) as call:
+            body = await read_body(request, plane.max_body_bytes)
             header_length = request.headers.get("inference-header-content-length")
             json_len = int(header_length) if header_length and header_length.isdigit() else len(body)
             json_cap = 65536 + model.max_rows * sum(i.row_numel for i in model.inputs) * JSON_BYTES_PER_VALUE
             if json_len > json_cap:
-                raise HTTPError(
+                raise ServeError(
                     413,
                     f"a JSON request of {json_len} bytes is more than {model.name} can need ({json_cap}); "
                     "send tensors as binary data (binary_data_size)",
                 )
-            args = (body, header_length, model.inputs, model.output_names, model.max_rows)
+            args = (body, header_length, model.inputs, model.output_names, model.max_rows, plane.shm)
             if len(body) > OFF_LOOP_BYTES:  # keep health checks answering while a big body parses
                 req = await run_in_threadpool(parse_infer_request, *args)
             else:
                 req = parse_infer_request(*args)
             request.state.request_id = req.id
-            decode_s = time.perf_counter() - t_parse
-            results = await run_batched(model, req.inputs, model.timeout_s(req.timeout_us))
-            t_enc = time.perf_counter()
+            results = await call.run(req)
+            enc = (model.name, model.version, req, results, plane.shm)
             if req.rows > 64:
-                payload, headers = await run_in_threadpool(
-                    encode_infer_response, model.name, model.version, req, results
-                )
+                payload, headers = await run_in_threadpool(encode_infer_response, *enc)
             else:
-                payload, headers = encode_infer_response(model.name, model.version, req, results)
+                payload, headers = encode_infer_response(*enc)
             payload = compress_for(request, payload, headers)
-            encode_s = time.perf_counter() - t_enc
-            outcome = "success"
-            elapsed = time.perf_counter() - t0
-            model.stats.record_request(True, elapsed, decode_s, encode_s)
-            return Response(payload, headers=headers)
-        except HTTPError as e:
-            reason = e.reason
-            raise
-        except asyncio.CancelledError:  # the client went away
-            reason = "CANCELED"
-            raise
-        except (ProtocolError, InvalidInputError) as e:
-            status = getattr(e, "status", 400)
-            raise HTTPError(status, getattr(e, "message", str(e))) from None
-        finally:
-            elapsed = time.perf_counter() - t0
-            if outcome != "success":
-                model.stats.record_request(False, elapsed, reason=reason)
-            state.metrics.request_latency.labels(model.name, outcome).observe(elapsed)
+        return Response(payload, headers=headers)
 
     async def predict_image(request: Request):
         """A PNG/JPEG (raw body or multipart `file`) -> top classes with capsule lengths."""
         from ..data.preprocess import decode_image, prepare_batch
 
-        model = state.models.get("capsnet") or next(iter(state.models.values()))
+        model = plane.models.get("capsnet") or next(iter(plane.models.values()))
         meta = model.backend.metadata
         if meta is None:
-            raise HTTPError(400, f"model {model.name!r} carries no capsdeploy metadata; use the V2 protocol")
-        data = await read_body(request, state.max_body_bytes)  # the body limit holds for multipart too
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            data = await multipart_file(request, data, state.max_body_bytes)
-        if not data:
-            raise HTTPError(400, "empty body: send a PNG or JPEG image")
-        spec = model.inputs[0]
-        channels, size = spec.dims[0], spec.dims[1]
-        invert = request.query_params.get("invert", "false").lower() in ("1", "true", "yes")
-        try:
-            top = max(1, min(int(request.query_params.get("top", 3)), len(meta.class_names)))
-        except ValueError:
-            raise HTTPError(400, "`top` must be an integer") from None
-        try:
-            pixels = await run_in_threadpool(decode_image, data, channels, size, invert)
-        except UsageError as e:
-            raise HTTPError(400, str(e)) from None
-        x = prepare_batch(pixels[None], meta.input_dtype, meta.normalization)
-        out = await run_batched(model, {spec.name: x})
+            raise ServeError(400, f"model {model.name!r} carries no capsdeploy metadata; use the V2 protocol")
+        # Counted in the model's statistics like any inference request.
+        async with plane.inference(model) as call:
+            data = await read_body(request, plane.max_body_bytes)  # the limit holds for multipart too
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                data = await multipart_file(request, data, plane.max_body_bytes)
+            if not data:
+                raise ServeError(400, "empty body: send a PNG or JPEG image")
+            spec = model.inputs[0]
+            channels, size = spec.dims[0], spec.dims[1]
+            invert = request.query_params.get("invert", "false").lower() in ("1", "true", "yes")
+            try:
+                top = max(1, min(int(request.query_params.get("top", 3)), len(meta.class_names)))
+            except ValueError:
+                raise ServeError(400, "`top` must be an integer") from None
+            try:
+                pixels = await run_in_threadpool(decode_image, data, channels, size, invert)
+            except UsageError as e:
+                raise ServeError(400, str(e)) from None
+            x = prepare_batch(pixels[None], meta.input_dtype, meta.normalization)
+            out = await call.run_feeds({spec.name: x})
         scores = np.asarray(out["scores"][0], dtype=np.float64)
         order = np.argsort(-scores)[:top]
         return JSONResponse(
@@ -303,6 +241,33 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
                 "capsule_lengths": scores.tolist(),
             }
         )
+
+    # -- shared memory (Triton's extension; the regions live in the dataplane) --
+    async def shm_status(request):
+        return JSONResponse(plane.shm.status(request.path_params.get("region")))
+
+    async def shm_register(request):
+        doc = await _json_object(request, plane.max_body_bytes)
+        plane.shm.register(
+            request.path_params["region"], doc.get("key"), doc.get("offset", 0), doc.get("byte_size")
+        )
+        return Response(status_code=200)
+
+    async def shm_unregister(request):
+        plane.shm.unregister(request.path_params.get("region"))
+        return Response(status_code=200)
+
+    async def cuda_shm_status(request):
+        region = request.path_params.get("region")
+        if region is not None:
+            raise ServeError(404, f"Unable to find cuda shared memory region: {region!r}")
+        return JSONResponse([])
+
+    async def cuda_shm_register(request):
+        raise cuda_register_refused(request.path_params["region"])
+
+    async def cuda_shm_unregister(request):
+        return Response(status_code=200)  # nothing is ever registered
 
     async def metrics(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -327,6 +292,18 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
             Route(prefix + "/stats", model_stats),
             Route(prefix + "/infer", infer, methods=["POST"]),
         ]
+    for kind, status, register, unregister in (
+        ("system", shm_status, shm_register, shm_unregister),
+        ("cuda", cuda_shm_status, cuda_shm_register, cuda_shm_unregister),
+    ):
+        base = f"/v2/{kind}sharedmemory"
+        routes += [
+            Route(base + "/status", status),
+            Route(base + "/region/{region}/status", status),
+            Route(base + "/region/{region}/register", register, methods=["POST"]),
+            Route(base + "/unregister", unregister, methods=["POST"]),
+            Route(base + "/region/{region}/unregister", unregister, methods=["POST"]),
+        ]
     routes += [
         Route("/v1/predict", predict_image, methods=["POST"]),
         Route("/metrics", metrics),
@@ -334,8 +311,11 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
         Mount("/static", StaticFiles(directory=PAGE_DIR), name="static"),
     ]
 
-    async def http_error(request, exc: HTTPError):
+    async def http_error(request, exc: ServeError):
         return error(exc.status, exc.message, exc.headers)
+
+    async def shm_error(request, exc: SharedMemoryError):
+        return error(exc.status, exc.message)
 
     async def starlette_error(request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
@@ -346,14 +326,19 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        if on_startup is not None:
+            await on_startup()
         yield
+        if on_stopping is not None:
+            await on_stopping()
         if on_shutdown is not None:  # after uvicorn has let accepted requests finish
             await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
 
     app = Starlette(
         routes=routes,
         exception_handlers={
-            HTTPError: http_error,
+            ServeError: http_error,
+            SharedMemoryError: shm_error,
             StarletteHTTPException: starlette_error,
             Exception: internal,
         },
@@ -361,6 +346,21 @@ def create_app(state: ServerState, on_shutdown=None) -> Starlette:
     )
     app.state.server = state
     return AccessLog(app, state)
+
+
+def _name_version(request: Request) -> tuple[str | None, str | None]:
+    return request.path_params.get("model"), request.path_params.get("version")
+
+
+async def _json_object(request: Request, limit: int) -> dict:
+    body = await read_body(request, limit)
+    try:
+        doc = json.loads(body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ServeError(400, f"the body is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ServeError(400, "the body must be a JSON object")
+    return doc
 
 
 class AccessLog:

@@ -22,6 +22,7 @@ from ..repository import (
     config_to_json,
     find_models,
     model_config,
+    normalize_config,
 )
 from ..repository.config import ModelDecl, TensorDecl
 from ..repository.dtypes import NP_TO_V2, np_type_of_config
@@ -31,7 +32,7 @@ from .protocol import InputSpec
 from .stats import ModelStats
 
 log = logging.getLogger("capsdeploy.serve")
-DEFAULT_TIMEOUT_S = 30.0  # when the queue policy names none (Triton's 0 means "no timeout")
+REFUSE_NON_FINITE = "capsdeploy.refuse_non_finite"  # model parameter: "true" refuses NaN/inf inputs
 UNBOUNDED_QUEUE = 1 << 30
 
 
@@ -45,7 +46,7 @@ class ServedModel:
     stats: ModelStats
     inputs: list[InputSpec]
     output_names: list[str]
-    default_timeout_s: float
+    default_timeout_s: float | None  # queue timeout; None: none (Triton's default_timeout 0)
     allow_timeout_override: bool
     config_json: dict = field(default_factory=dict)
 
@@ -60,6 +61,16 @@ class ServedModel:
     @property
     def parameters(self) -> dict[str, str]:
         return {k: v.string_value for k, v in self.config.parameters.items()}
+
+    @property
+    def refuse_non_finite(self) -> bool:
+        """Triton hands NaN and infinities to the model; a config may opt into refusing them."""
+        return self.parameters.get(REFUSE_NON_FINITE, "").strip().lower() in ("1", "true", "yes")
+
+    @property
+    def normalized_config(self):
+        """The ModelConfig as Triton returns it from /config and ModelConfig (normalized)."""
+        return normalize_config(self.config, _runs_on_gpu(self.backend))
 
     def pending(self) -> int:
         return self.batcher.pending()
@@ -86,7 +97,8 @@ class ServedModel:
             "outputs": tensors(self.config.output),
         }
 
-    def timeout_s(self, request_timeout_us: int | None) -> float:
+    def timeout_s(self, request_timeout_us: int | None) -> float | None:
+        """How long the request may wait in the queue (Triton's timeouts cover only that)."""
         if request_timeout_us and self.allow_timeout_override:
             return request_timeout_us / 1e6
         return self.default_timeout_s
@@ -112,7 +124,7 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
     dyn = config.dynamic_batching if config.HasField("dynamic_batching") else None
     policy = dyn.default_queue_policy if dyn is not None else None
     timeout_us = policy.default_timeout_microseconds if policy is not None else 0
-    default_timeout = timeout_us / 1e6 if timeout_us else DEFAULT_TIMEOUT_S
+    default_timeout = timeout_us / 1e6 if timeout_us else None
     workers = sum(g.count for g in config.instance_group) or 1
 
     def record(batch):
@@ -127,7 +139,6 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         max_queue_delay_us=dyn.max_queue_delay_microseconds if dyn is not None else 0,
         preferred_batch_sizes=list(dyn.preferred_batch_size) if dyn is not None else (),
         max_queue_size=(policy.max_queue_size or UNBOUNDED_QUEUE) if policy is not None else UNBOUNDED_QUEUE,
-        default_timeout_s=default_timeout,
         workers=workers,
         on_batch=record,
     )
@@ -148,7 +159,18 @@ def serve_model(name: str, version: str, config, backend: Backend, on_batch=None
         output_names=[t.name for t in config.output],
         default_timeout_s=default_timeout,
         allow_timeout_override=policy.allow_timeout_override if policy is not None else True,
-        config_json=config_to_json(config),
+        config_json=config_to_json(normalize_config(config, _runs_on_gpu(backend))),
+    )
+
+
+def _runs_on_gpu(backend: Backend) -> bool:
+    """Whether the engine's instances run on a GPU (Triton resolves KIND_AUTO by this)."""
+    if backend.name == "trt":
+        return True
+    providers = getattr(backend, "providers", None) or []
+    device = getattr(backend, "device", None)
+    return any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in providers) or (
+        getattr(device, "type", None) == "cuda"
     )
 
 

@@ -13,23 +13,48 @@ import time
 from pathlib import Path
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for listeners that take no port 0, e.g. --grpc-port)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class ServerProcess:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        url: str,
+        log: Path,
+        grpc_url: str | None = None,
+        metrics_url: str | None = None,
+    ):
         self.proc, self.url, self.log = proc, url, log
+        self.grpc_url, self.metrics_url = grpc_url, metrics_url
 
     @property
     def host_port(self) -> str:
         return self.url.removeprefix("http://")
 
+    @property
+    def grpc_host_port(self) -> str | None:
+        return self.grpc_url.removeprefix("grpc://") if self.grpc_url else None
+
     @classmethod
     def start(
-        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None
+        cls, args, log_dir: str | Path, timeout: float = 120, launcher=None, env_extra=None, port: int = 0
     ) -> ServerProcess:
-        """`capsdeploy serve ARGS --port 0`; returns once it listens. ``launcher``: the Python
-        arguments that run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file."""
+        """`capsdeploy serve ARGS --port PORT` (0: a free one), gRPC and metrics on free ports
+        unless ARGS name them; returns once it listens. ``launcher``: the Python arguments that
+        run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file."""
         log = Path(log_dir) / f"serve-{os.getpid()}-{time.monotonic_ns()}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", "0"]
+        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
+        for flag in ("--grpc-port", "--metrics-port"):  # never the fixed defaults: tests run side by side
+            if flag not in cli:
+                cli += [flag, str(free_port())]
         if "--log-level" not in cli:
             cli += ["--log-level", "warning"]
         with open(log, "w") as err:
@@ -40,8 +65,12 @@ class ServerProcess:
 
         def read():
             for line in proc.stdout:
-                m = re.search(r" on (http://\S+)", line)
+                m = re.search(r"serving .*? on (http://[^\s;]+)", line)
                 if m and "url" not in found:
+                    g = re.search(r"gRPC on (grpc://[^\s;]+)", line)
+                    mt = re.search(r"metrics on (http://[^\s;]+)", line)
+                    found["grpc"] = g.group(1) if g else None
+                    found["metrics"] = mt.group(1) if mt else None
                     found["url"] = m.group(1)
 
         threading.Thread(target=read, daemon=True).start()
@@ -54,7 +83,7 @@ class ServerProcess:
                     f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{log.read_text()}"
                 )
             time.sleep(0.05)
-        return cls(proc, found["url"], log)
+        return cls(proc, found["url"], log, found["grpc"], found["metrics"])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the server and wait for it; its exit code (0 after a clean drain)."""

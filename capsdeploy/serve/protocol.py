@@ -3,8 +3,11 @@
 JSON tensors (flat or nested) and the binary tensor data extension: an
 ``Inference-Header-Content-Length`` JSON prefix followed by the tensors' raw
 little-endian bytes in the order the JSON names them, or (length 0) a raw body
-holding the model's single input. Every way a request can be wrong raises
-``ProtocolError`` with the HTTP status and a message saying what to fix.
+holding the model's single input as one batch row, and tensors in registered shared memory
+regions. The gRPC codec builds the same document from its protobuf and shares every check
+(``request_from_doc``). Every way a request can be wrong raises ``ProtocolError`` with the
+HTTP status and a message saying what to fix. Non-finite values pass (as in Triton); a model
+may refuse them (the dataplane's check).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from ..repository.dtypes import NP_TO_V2, V2_TO_NP
 
-MAX_TIMEOUT_US = 3600 * 10**6  # an hour: longer is a mistake, not a deadline
+MAX_TIMEOUT_US = 2**64 - 1  # Triton reads the timeout as a uint64 of microseconds
 
 
 class ProtocolError(Exception):
@@ -39,10 +42,18 @@ class InputSpec:
         return math.prod(max(d, 1) for d in self.dims)
 
 
+@dataclass(frozen=True)
+class ShmRef:
+    region: str
+    offset: int
+    byte_size: int
+
+
 @dataclass
 class OutputRequest:
     name: str
     binary: bool | None  # None: the request's default
+    shm: ShmRef | None = None  # write the output into this shared-memory range
 
 
 @dataclass
@@ -63,13 +74,14 @@ def parse_infer_request(
     inputs: list[InputSpec],
     output_names: list[str],
     max_rows: int,
+    shm=None,
 ) -> InferRequest:
-    """Decode and check one request against the model's inputs; raise ProtocolError."""
+    """Decode and check one HTTP request against the model's inputs; raise ProtocolError.
+    ``shm``: the SharedMemoryRegistry that inputs and outputs may name regions of."""
     if not body:
         raise ProtocolError(
             "empty body: send a V2 inference request (JSON, optionally followed by binary tensors)"
         )
-    specs = {s.name: s for s in inputs}
     if header_length is not None:
         try:
             hlen = int(header_length)
@@ -82,7 +94,7 @@ def parse_infer_request(
                 f"Inference-Header-Content-Length {hlen} does not fit a body of {len(body)} bytes"
             )
         if hlen == 0:
-            return _raw_request(body, inputs, output_names, max_rows)
+            return _raw_request(body, inputs, output_names)
         header, blobs = body[:hlen], memoryview(body)[hlen:]
     else:
         header, blobs = body, memoryview(b"")
@@ -94,13 +106,53 @@ def parse_infer_request(
         raise ProtocolError("the request JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ProtocolError("the request must be a JSON object with an `inputs` list")
-    params = _dict(doc.get("parameters"), "parameters")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("`inputs` must be a non-empty list")
-
-    arrays: dict[str, np.ndarray] = {}
+    # The binary tensors follow the JSON in the order the inputs name them.
+    raws: list[bytes | None] = []
     offset = 0
+    for i, item in enumerate(raw_inputs):
+        params = item.get("parameters") if isinstance(item, dict) else None
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is None:
+            raws.append(None)
+            continue
+        name = item.get("name", f"inputs[{i}]")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+            )
+        if offset + size > len(blobs):
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                f"({len(blobs) - offset} bytes left)"
+            )
+        raws.append(blobs[offset : offset + size])
+        offset += size
+    if offset != len(blobs):
+        raise ProtocolError(
+            f"the body carries {len(blobs)} bytes after the JSON header but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
+    req = request_from_doc(doc, raws, inputs, output_names, max_rows, shm)
+    req.decoded_bytes = len(body)
+    return req
+
+
+def request_from_doc(
+    doc: dict, raws: list, inputs: list[InputSpec], output_names: list[str], max_rows: int, shm=None
+) -> InferRequest:
+    """An InferRequest from a V2 request document (JSON, or built from gRPC's protobuf) and each
+    input's raw bytes (``raws[i]``, None where the input has none): every check both transports
+    share."""
+    specs = {s.name: s for s in inputs}
+    params = _dict(doc.get("parameters"), "parameters")
+    _no_reserved(params, "parameters")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("`inputs` must be a non-empty list")
+    arrays: dict[str, np.ndarray] = {}
     for i, item in enumerate(raw_inputs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ProtocolError(f"inputs[{i}] must be an object with a `name`")
@@ -109,19 +161,12 @@ def parse_infer_request(
             raise ProtocolError(f"unknown input {name!r}; the model takes {sorted(specs)}")
         if name in arrays:
             raise ProtocolError(f"input {name!r} is given twice")
-        arr, used = _decode_tensor(item, specs[name], blobs, offset)
-        offset += used
-        arrays[name] = arr
-    if offset != len(blobs):
-        raise ProtocolError(
-            f"the body carries {len(blobs)} bytes after the JSON header but the inputs' "
-            f"binary_data_size add up to {offset}"
-        )
+        arrays[name] = _decode_tensor(item, specs[name], raws[i], shm)
     missing = [n for n in specs if n not in arrays]
     if missing:
         raise ProtocolError(f"missing input(s) {missing}")
     rows = _rows(arrays, max_rows if all(sp.batched for sp in inputs) else None)
-    outputs = _requested_outputs(doc.get("outputs"), output_names)
+    outputs = _requested_outputs(doc.get("outputs"), output_names, shm)
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
         raise ProtocolError("`id` must be a string")
@@ -132,30 +177,45 @@ def parse_infer_request(
         outputs=outputs,
         binary_output=_bool(params.get("binary_data_output", False), "binary_data_output"),
         timeout_us=_timeout(params.get("timeout")),
-        decoded_bytes=len(body),
         parameters=params,
     )
 
 
-def _raw_request(body: bytes, inputs: list[InputSpec], output_names, max_rows) -> InferRequest:
-    """Header length 0: the body is the single input's bytes; the batch follows from its size."""
-    if len(inputs) != 1 or any(d < 0 for d in inputs[0].dims) or not inputs[0].batched:
+# The one `triton_` request parameter Triton itself takes (streaming clients, perf_analyzer).
+TRITON_REQUEST_PARAMS = ("triton_enable_empty_final_response",)
+
+
+def _no_reserved(params: dict, what: str) -> None:
+    # Triton reserves the prefix for its own use and refuses other such request parameters.
+    reserved = sorted(
+        k for k in params if isinstance(k, str) and k.startswith("triton_") and k not in TRITON_REQUEST_PARAMS
+    )
+    if reserved:
+        raise ProtocolError(
+            f"{what}: {reserved} use the prefix 'triton_', reserved for Triton usage; rename them"
+        )
+    for k in TRITON_REQUEST_PARAMS:
+        if k in params and not isinstance(params[k], bool):
+            raise ProtocolError(f"{what}: invalid value type for {k!r}, expected a bool")
+
+
+def _raw_request(body: bytes, inputs: list[InputSpec], output_names) -> InferRequest:
+    """Header length 0: the body is the single input's bytes, one row (Triton: batch 1)."""
+    if len(inputs) != 1 or any(d < 0 for d in inputs[0].dims):
         raise ProtocolError("a raw binary body (header length 0) needs a model with one fixed-shape input")
     spec = inputs[0]
-    row_bytes = int(np.prod(spec.dims, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
-    if len(body) % row_bytes:
+    shape = [1, *spec.dims] if spec.batched else list(spec.dims)
+    want = math.prod(shape) * np.dtype(spec.dtype).itemsize
+    if len(body) != want:
         raise ProtocolError(
-            f"a raw body of {len(body)} bytes is not a whole number of {spec.name} rows "
-            f"({spec.dtype}{list(spec.dims)} = {row_bytes} bytes each)"
+            f"a raw body (header length 0) is one {spec.name} of shape {shape}: {want} bytes of "
+            f"{NP_TO_V2[spec.dtype]}, not {len(body)}; send batches with a JSON header"
         )
-    arr = np.frombuffer(body, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype, copy=False)
-    arr = arr.reshape(-1, *spec.dims)
-    _check_finite(spec.name, arr)
-    rows = _rows({spec.name: arr}, max_rows)
-    return InferRequest(None, {spec.name: arr}, rows, None, True, None, len(body))
+    arr = np.frombuffer(body, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype).reshape(shape)
+    return InferRequest(None, {spec.name: arr}, shape[0] if spec.batched else 1, None, True, None, len(body))
 
 
-def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) -> tuple[np.ndarray, int]:
+def _decode_tensor(item: dict, spec: InputSpec, raw, shm) -> np.ndarray:
     name = spec.name
     datatype = item.get("datatype")
     want = NP_TO_V2[spec.dtype]
@@ -172,29 +232,38 @@ def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) 
         raise ProtocolError(f"input {name!r}: shape {shape} does not fit the model's {want_shape}")
     count = math.prod(shape)
     params = _dict(item.get("parameters"), f"input {name!r} parameters")
-    size = params.get("binary_data_size")
+    ref = _shm_ref(params, f"input {name!r}")
+    given_sources = [
+        s
+        for s, on in (
+            ("data", "data" in item),
+            ("binary data", raw is not None),
+            ("shared memory", ref is not None),
+        )
+        if on
+    ]
+    if len(given_sources) > 1:
+        raise ProtocolError(f"input {name!r}: give its values once, not as {' and '.join(given_sources)}")
     dtype = np.dtype(spec.dtype)
-    if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ProtocolError(
-                f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
-            )
-        if offset + size > len(blobs):
-            raise ProtocolError(
-                f"input {name!r}: binary_data_size {size} runs past the end of the body "
-                f"({len(blobs) - offset} bytes left)"
-            )
+    if ref is not None:
+        if shm is None:
+            raise ProtocolError(f"input {name!r}: shared memory is not available here")
+        raw = _shm_call(shm.read, ref.region, ref.offset, ref.byte_size, f"input {name!r}")
+        size_what = "shared_memory_byte_size"
+    else:
+        size_what = "binary_data_size"
+    if raw is not None:
+        size = len(raw)
         if size != count * dtype.itemsize:
             raise ProtocolError(
                 f"input {name!r}: shape {shape} needs {count * dtype.itemsize} bytes of {want}, "
-                f"binary_data_size says {size}"
+                f"{size_what} says {size}"
             )
-        raw = blobs[offset : offset + size]
-        arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True).reshape(shape)
-        _check_finite(name, arr)
-        return arr, size
+        return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True).reshape(shape)
     if "data" not in item:
-        raise ProtocolError(f"input {name!r}: give `data` or parameters.binary_data_size")
+        raise ProtocolError(
+            f"input {name!r}: give `data`, parameters.binary_data_size or a shared memory region"
+        )
     if spec.dtype == "float16":
         raise ProtocolError(
             f"input {name!r}: FP16 has no JSON form; send it as binary data (binary_data_size)"
@@ -206,9 +275,45 @@ def _decode_tensor(item: dict, spec: InputSpec, blobs: memoryview, offset: int) 
     arr = _json_array(data, name, spec.dtype)
     if arr.size != count:
         raise ProtocolError(f"input {name!r}: shape {shape} holds {count} values, `data` has {arr.size}")
-    arr = arr.reshape(shape)
-    _check_finite(name, arr)
-    return arr, 0
+    return arr.reshape(shape)
+
+
+def _shm_ref(params: dict, what: str) -> ShmRef | None:
+    region = params.get("shared_memory_region")
+    if region is None:
+        for k in ("shared_memory_byte_size", "shared_memory_offset"):
+            if k in params:
+                raise ProtocolError(f"{what}: {k} without shared_memory_region")
+        return None
+    if not isinstance(region, str):
+        raise ProtocolError(f"{what}: shared_memory_region must be a string")
+    if "shared_memory_byte_size" not in params:
+        raise ProtocolError(f"{what}: shared_memory_region needs shared_memory_byte_size")
+    size, offset = params["shared_memory_byte_size"], params.get("shared_memory_offset", 0)
+    for k, v in (("shared_memory_byte_size", size), ("shared_memory_offset", offset)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ProtocolError(f"{what}: {k} must be a non-negative integer, got {v!r}")
+    return ShmRef(region, offset, size)
+
+
+def _shm_call(fn, *args):
+    from .shm import SharedMemoryError
+
+    try:
+        return fn(*args)
+    except SharedMemoryError as e:
+        raise ProtocolError(e.message) from None
+
+
+def write_shm_output(shm, ref: ShmRef, arr: np.ndarray, what: str) -> int:
+    """Copy ``arr`` into its region; the bytes written (ProtocolError when it does not fit)."""
+    raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    if len(raw) > ref.byte_size:
+        raise ProtocolError(
+            f"{what}: {len(raw)} bytes do not fit shared_memory_byte_size {ref.byte_size} of region {ref.region!r}"
+        )
+    _shm_call(shm.write, ref.region, ref.offset, ref.byte_size, raw, what)
+    return len(raw)
 
 
 def _json_array(data, name: str, dtype: str) -> np.ndarray:
@@ -232,12 +337,6 @@ def _json_array(data, name: str, dtype: str) -> np.ndarray:
     return raw.astype(target).reshape(-1)
 
 
-def _check_finite(name: str, arr: np.ndarray) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ProtocolError(f"input {name!r}: {bad} NaN or infinite value(s); send finite numbers")
-
-
 def _rows(arrays: dict[str, np.ndarray], max_rows: int | None) -> int:
     counts = {n: a.shape[0] for n, a in arrays.items()}
     if len(set(counts.values())) > 1:
@@ -252,7 +351,7 @@ def _rows(arrays: dict[str, np.ndarray], max_rows: int | None) -> int:
     return rows
 
 
-def _requested_outputs(raw, output_names: list[str]) -> list[OutputRequest] | None:
+def _requested_outputs(raw, output_names: list[str], shm=None) -> list[OutputRequest] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -268,13 +367,19 @@ def _requested_outputs(raw, output_names: list[str]) -> list[OutputRequest] | No
             raise ProtocolError(f"output {name!r} is requested twice")
         seen.add(name)
         params = _dict(item.get("parameters"), f"output {name!r} parameters")
+        ref = _shm_ref(params, f"output {name!r}")
+        if ref is not None and shm is None:
+            raise ProtocolError(f"output {name!r}: shared memory is not available here")
+        if ref is not None:  # the region must exist and hold the range now, not after the batch ran
+            _shm_call(shm.read, ref.region, ref.offset, 0, f"output {name!r}")
+            _shm_call(shm.write, ref.region, ref.offset, ref.byte_size, b"", f"output {name!r}")
         if "classification" in params:
             raise ProtocolError(
                 f"output {name!r}: the classification extension is not supported; request the scores "
                 "(capsule lengths) and take the top classes client-side, or use /v1/predict"
             )
         binary = params.get("binary_data")
-        out.append(OutputRequest(name, None if binary is None else _bool(binary, "binary_data")))
+        out.append(OutputRequest(name, None if binary is None else _bool(binary, "binary_data"), ref))
     return out
 
 
@@ -296,7 +401,7 @@ def _timeout(value) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > MAX_TIMEOUT_US:
-        raise ProtocolError(f"timeout must be microseconds in 0..{MAX_TIMEOUT_US}, got {value!r}")
+        raise ProtocolError(f"timeout must be microseconds in 0..2^64-1 (uint64), got {value!r}")
     return value or None  # 0: no timeout of its own (Triton's meaning); the queue policy's applies
 
 
@@ -305,14 +410,20 @@ def encode_infer_response(
     version: str,
     request: InferRequest,
     results: dict[str, np.ndarray],
+    shm=None,
 ) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers (binary outputs after a JSON header when asked for)."""
+    """The response body and its headers (binary outputs after a JSON header when asked for;
+    outputs bound to shared memory written there and listed without data)."""
     wanted = request.outputs or [OutputRequest(n, None) for n in results]
     outputs, blobs = [], []
     for o in wanted:
         arr = np.ascontiguousarray(results[o.name])
         entry = {"name": o.name, "datatype": NP_TO_V2[arr.dtype.name], "shape": list(arr.shape)}
-        if o.binary if o.binary is not None else request.binary_output:
+        if o.shm is not None:
+            # As Triton answers: name, datatype and shape only (Triton's C++ client reads any
+            # output `parameters` as binary data and fails without binary_data_size).
+            write_shm_output(shm, o.shm, arr, f"output {o.name!r}")
+        elif o.binary if o.binary is not None else request.binary_output:
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

@@ -50,29 +50,32 @@ class ModelStats:
         self._batches: dict[int, _BatchSize] = defaultdict(_BatchSize)
 
     def record_batch(self, batch) -> None:
-        """A BatchStats from the batcher: one execution of ``batch.batch_size`` rows."""
+        """A BatchStats from the batcher: one execution of ``batch.batch_size`` rows. Triton's
+        batch_stats count executions; its three compute phases are counted together."""
         with self._lock:
             self.execution_count += 1
             self.inference_count += batch.batch_size
             self.last_inference_ms = int(time.time() * 1000)
-            for q in batch.queue_seconds:
-                self.queue.add(q)
-            # Triton charges a batch's compute time to every request in it.
-            self.compute_infer.count += batch.requests
-            self.compute_infer.ns += int(batch.compute_seconds * 1e9) * batch.requests
-            self._batches[batch.batch_size].compute_infer.add(batch.compute_seconds)
+            b = self._batches[batch.batch_size]
+            b.compute_input.add(batch.input_seconds)
+            b.compute_infer.add(batch.infer_seconds)
+            b.compute_output.add(batch.output_seconds)
 
-    def record_request(
-        self, ok: bool, seconds: float, decode_s: float = 0.0, encode_s: float = 0.0, reason: str = "OTHER"
-    ) -> None:
+    def record_success(self, seconds: float, timing) -> None:
+        """One successful request: its whole duration, its queue time and (as Triton charges
+        them) its batch's compute phases. One locked update, so a reader never sees the
+        compute counts disagree (perf_analyzer refuses statistics where they do)."""
         with self._lock:
-            if ok:
-                self.success.add(seconds)
-                self.compute_input.add(decode_s)
-                self.compute_output.add(encode_s)
-            else:
-                self.fail.add(seconds)
-                self.fail_by_reason[reason if reason in FAIL_REASONS else "OTHER"] += 1
+            self.success.add(seconds)
+            self.queue.add(timing.queue_seconds)
+            self.compute_input.add(timing.input_seconds)
+            self.compute_infer.add(timing.infer_seconds)
+            self.compute_output.add(timing.output_seconds)
+
+    def record_failure(self, seconds: float, reason: str = "OTHER") -> None:
+        with self._lock:
+            self.fail.add(seconds)
+            self.fail_by_reason[reason if reason in FAIL_REASONS else "OTHER"] += 1
 
     def to_dict(self) -> dict:
         """One entry of Triton's ``model_stats`` list."""

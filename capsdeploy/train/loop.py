@@ -88,8 +88,8 @@ def log(msg: str, dist_info: DistInfo) -> None:
         tqdm.write(msg, file=sys.stderr)
 
 
-def train(opts: TrainOptions, resume: bool = False) -> dict:
-    """Train per ``opts`` into ``opts.out``; return the final metrics."""
+def train(opts: TrainOptions, resume: bool = False) -> TrainResult:
+    """Train per ``opts`` into ``opts.out``; return where it is and the delivered metrics."""
     out = Path(opts.out)
     wants_cuda = opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
     dist_info = init_distributed("cuda" if wants_cuda else "cpu")
@@ -145,20 +145,97 @@ def _padded(data: ImageSet, pad: int) -> ImageSet:
     return ImageSet(images, data.labels, data.class_names, data.name, data.split)
 
 
-def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> dict:
-    if not resume and run_exists(out) and not opts.overwrite:
-        raise UsageError(
-            f"{out} already holds a run; continue it with --resume {out}, "
-            "replace it with --overwrite, or choose another --out"
+@dataclass
+class TrainResult:
+    """What `train` returns: where the run is, the delivered epoch's metrics, every epoch's record."""
+
+    out: Path
+    delivered: dict
+    history: list[dict]
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), "delivered": self.delivered, "history": self.history}
+
+
+@dataclass
+class _Session:
+    """Everything one training run holds between batches; built once by ``_setup``."""
+
+    opts: TrainOptions
+    out: Path
+    dist_info: DistInfo
+    device: torch.device
+    arch: object
+    cfg: object
+    normalization: dict
+    train_set: ImageSet
+    val_set: ImageSet | None
+    test_set: ImageSet
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    average: object  # the weight average (None with --ema-decay 0)
+    source: object  # SingleDigits or DigitPairs: batches by index
+    sampler: DistributedSampler
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def delivered(self) -> torch.nn.Module:
+        """What is evaluated, selected and saved: the weight average where there is one."""
+        return self.average.module if self.average is not None else self.model
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "options": self.opts.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": self.progress.__dict__,
+            **({"average": self.average.state_dict()} if self.average is not None else {}),
+        }
+
+    def config_doc(self, metrics: dict) -> dict:
+        opts = self.opts
+        return build_config_doc(
+            self.cfg,
+            self.train_set.class_names,
+            self.normalization,
+            dataset={
+                "name": self.train_set.name,
+                "train_split": self.train_set.split,
+                "test_split": opts.test_split or get_spec(opts.dataset).default_test,
+                **({"multimnist": {"pairs_per_digit": opts.pairs_per_digit}} if opts.multimnist else {}),
+                "train_samples": len(self.train_set),
+                "val_fraction": opts.val_fraction,
+                "val_samples": len(self.val_set) if self.val_set is not None else 0,
+                "test_samples": len(self.test_set),
+            },
+            training=opts.to_dict() | {"world_size": self.dist_info.world_size},
+            metrics=metrics,
         )
-    device = resolve_device(opts.device, dist_info)
-    _check_options(opts)
-    train_set, val_set, test_set = _load_data(opts)
+
+
+def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> TrainResult:
+    s = _setup(opts, out, resume, dist_info)
+    stop = _StopFlag()
+    with stop.installed():
+        while s.progress.epoch < opts.epochs:
+            t0 = time.perf_counter()
+            _train_one_epoch(s, stop)
+            _end_epoch(s, t0)
+    return TrainResult(out, _delivered(out), s.progress.history)
+
+
+def _model_config(opts: TrainOptions, test_set: ImageSet, num_classes: int):
+    """(architecture, config): the defaults, --model-config, and what the data and flags fix."""
     channels, height, width = test_set.images.shape[1:]
     if height != width:
         raise UsageError(f"square images expected, got {height}x{width}")
     arch = get_arch(opts.arch)
-    fixed = {"in_channels": channels, "image_size": height, "num_classes": len(train_set.class_names)}
+    fixed = {"in_channels": channels, "image_size": height, "num_classes": num_classes}
     if arch.capsules:
         fixed |= {"routing_iters": opts.routing_iters, "detach_inner_routing": opts.detach_inner_routing}
     else:
@@ -171,7 +248,20 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
         cfg = arch.config_cls.from_dict({**defaults, **opts.model_overrides, **fixed})
     except (TypeError, ValueError) as e:
         raise UsageError(f"bad --model-config for {arch.name}: {e}") from None
-    normalization = default_normalization(channels)
+    return arch, cfg
+
+
+def _setup(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> _Session:
+    """Data, model, optimizer, schedule, weight average and sampler; the resume state if asked."""
+    if not resume and run_exists(out) and not opts.overwrite:
+        raise UsageError(
+            f"{out} already holds a run; continue it with --resume {out}, "
+            "replace it with --overwrite, or choose another --out"
+        )
+    device = resolve_device(opts.device, dist_info)
+    _check_options(opts)
+    train_set, val_set, test_set = _load_data(opts)
+    arch, cfg = _model_config(opts, test_set, len(train_set.class_names))
 
     torch.manual_seed(opts.seed)
     model = arch.module_cls(cfg).to(device)
@@ -195,141 +285,134 @@ def _train(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
             average.load_state_dict(state["average"])
         log(f"resuming {out} at epoch {progress.epoch + 1}, batch {progress.step}", dist_info)
 
-    net = DistributedDataParallel(model) if dist_info.enabled else model
     amp_dtype = _amp_dtype(opts, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if opts.multimnist:
         source = DigitPairs(train_set, opts.pairs_per_digit)
     else:
         source = SingleDigits(train_set, opts.pad or opts.max_shift)
-    sampler = DistributedSampler(
-        range(len(source)),
-        num_replicas=dist_info.world_size,
-        rank=dist_info.rank,
-        shuffle=True,
-        seed=opts.seed,
+    s = _Session(
+        opts=opts,
+        out=out,
+        dist_info=dist_info,
+        device=device,
+        arch=arch,
+        cfg=cfg,
+        normalization=default_normalization(test_set.images.shape[1]),
+        train_set=train_set,
+        val_set=val_set,
+        test_set=test_set,
+        model=model,
+        net=DistributedDataParallel(model) if dist_info.enabled else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        amp_dtype=amp_dtype,
+        average=average,
+        source=source,
+        sampler=DistributedSampler(
+            range(len(source)),
+            num_replicas=dist_info.world_size,
+            rank=dist_info.rank,
+            shuffle=True,
+            seed=opts.seed,
+        ),
+        progress=progress,
     )
-
-    def checkpoint_state() -> dict:
-        return {
-            "options": opts.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "progress": progress.__dict__,
-            **({"average": average.state_dict()} if average is not None else {}),
-        }
-
-    test_split = opts.test_split or get_spec(opts.dataset).default_test
-
-    def config_doc(metrics: dict) -> dict:
-        return build_config_doc(
-            cfg,
-            train_set.class_names,
-            normalization,
-            dataset={
-                "name": train_set.name,
-                "train_split": train_set.split,
-                "test_split": test_split,
-                **({"multimnist": {"pairs_per_digit": opts.pairs_per_digit}} if opts.multimnist else {}),
-                "train_samples": len(train_set),
-                "val_fraction": opts.val_fraction,
-                "val_samples": len(val_set) if val_set is not None else 0,
-                "test_samples": len(test_set),
-            },
-            training=opts.to_dict() | {"world_size": dist_info.world_size},
-            metrics=metrics,
-        )
-
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            save_state(out, checkpoint_state())
-    stop = _StopFlag()
-    with stop.installed():
-        while progress.epoch < opts.epochs:
-            epoch = progress.epoch
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler))
-            source.start_epoch(opts.seed, epoch)
-            batches = order.split(opts.batch_size)
-            net.train()
-            bar = tqdm(
-                total=len(batches),
-                initial=progress.step,
-                desc=f"epoch {epoch + 1}/{opts.epochs}",
-                disable=None if dist_info.is_main else True,
-                leave=False,
-            )
-            for idx in batches[progress.step :]:
-                image, y, target = (t.to(device) for t in source.batch(idx))
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    x = normalize_unit(image, normalization)
-                    loss, scores = training_step_loss(net, arch.capsules, x, y, target, opts.recon_scale)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                with warmed_up(optimizer, epoch * len(batches) + progress.step, opts.warmup_steps):
-                    scaler.step(optimizer)
-                scaler.update()
-                if average is not None:
-                    average.update_parameters(model)
-                progress.step += 1
-                progress.loss_sum += loss.item() * len(idx)
-                progress.correct += int(correct(scores, y).sum())
-                progress.seen += len(idx)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{progress.loss_sum / progress.seen:.4f}",
-                    acc=f"{progress.correct / progress.seen:.4f}",
-                )
-                # Every rank must stop after the same batch: a rank that stops alone
-                # leaves the others waiting forever in the next gradient all-reduce.
-                if any_rank(stop.raised, dist_info, device):
-                    bar.close()
-                    if dist_info.is_main:
-                        save_state(out, checkpoint_state())
-                    barrier(dist_info)  # nobody exits before the state is on disk
-                    raise TrainingInterrupted(out)
+            save_state(out, s.checkpoint_state())
+    return s
+
+
+def _train_one_epoch(s: _Session, stop: _StopFlag) -> None:
+    """The epoch in progress, from the batch it stopped at; saves and raises on a stop request."""
+    opts, progress = s.opts, s.progress
+    epoch = progress.epoch
+    s.sampler.set_epoch(epoch)
+    order = torch.tensor(list(s.sampler))
+    s.source.start_epoch(opts.seed, epoch)
+    batches = order.split(opts.batch_size)
+    s.net.train()
+    bar = tqdm(
+        total=len(batches),
+        initial=progress.step,
+        desc=f"epoch {epoch + 1}/{opts.epochs}",
+        disable=None if s.dist_info.is_main else True,
+        leave=False,
+    )
+    for idx in batches[progress.step :]:
+        image, y, target = (t.to(s.device) for t in s.source.batch(idx))
+        with torch.autocast(s.device.type, dtype=s.amp_dtype, enabled=s.amp_dtype is not None):
+            x = normalize_unit(image, s.normalization)
+            loss, scores = training_step_loss(s.net, s.arch.capsules, x, y, target, opts.recon_scale)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        with warmed_up(s.optimizer, epoch * len(batches) + progress.step, opts.warmup_steps):
+            s.scaler.step(s.optimizer)
+        s.scaler.update()
+        if s.average is not None:
+            s.average.update_parameters(s.model)
+        progress.step += 1
+        progress.loss_sum += loss.item() * len(idx)
+        progress.correct += int(correct(scores, y).sum())
+        progress.seen += len(idx)
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{progress.loss_sum / progress.seen:.4f}",
+            acc=f"{progress.correct / progress.seen:.4f}",
+        )
+        # Every rank must stop after the same batch: a rank that stops alone
+        # leaves the others waiting forever in the next gradient all-reduce.
+        if any_rank(stop.raised, s.dist_info, s.device):
             bar.close()
-            train_seconds = time.perf_counter() - t0
-            scheduler.step()
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": progress.loss_sum / max(progress.seen, 1),
-                "train_acc": progress.correct / max(progress.seen, 1),
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_seconds": round(train_seconds, 2),
-                "train_samples_per_second": round(progress.seen * dist_info.world_size / train_seconds, 1),
-            }
-            progress.epoch, progress.step = epoch + 1, 0
-            progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
-            if dist_info.is_main:
-                delivered = average.module if average is not None else model
-                if val_set is not None:
-                    val = evaluate(delivered, val_set, normalization, opts.eval_batch_size, device)
-                    record.update(val_acc=val["accuracy"], val_loss=val["margin_loss"])
-                report = evaluate(delivered, test_set, normalization, opts.eval_batch_size, device)
-                record.update(test_acc=report["accuracy"], test_loss=report["margin_loss"])
-                record["epoch_seconds"] = round(time.perf_counter() - t0, 2)
-                progress.history.append(record)
-                metrics = {**record, "per_class": report["per_class"]}
-                save_run(out / "last", delivered, config_doc(metrics))
-                # Without a validation split there is nothing to select on: the last epoch is it.
-                if val_set is None or record["val_acc"] > progress.best_val_acc:
-                    progress.best_val_acc = record.get("val_acc", -1.0)
-                    save_run(out, delivered, config_doc(metrics))
-                _write_metrics(out, progress.history)
-                save_state(out, checkpoint_state())
-                val_text = f"val acc {record['val_acc']:.4f}  " if val_set is not None else ""
-                log(
-                    f"epoch {record['epoch']}/{opts.epochs}  loss {record['train_loss']:.4f}  "
-                    f"train acc {record['train_acc']:.4f}  {val_text}test acc {record['test_acc']:.4f}  "
-                    f"({record['epoch_seconds']:.0f}s)",
-                    dist_info,
-                )
-            barrier(dist_info)
-    return {"delivered": _delivered(out), "history": progress.history, "out": str(out)}
+            if s.dist_info.is_main:
+                save_state(s.out, s.checkpoint_state())
+            barrier(s.dist_info)  # nobody exits before the state is on disk
+            raise TrainingInterrupted(s.out)
+    bar.close()
+
+
+def _end_epoch(s: _Session, t0: float) -> None:
+    """Step the schedule; evaluate, select on validation accuracy, save and log (main rank)."""
+    opts, progress, dist_info = s.opts, s.progress, s.dist_info
+    train_seconds = time.perf_counter() - t0
+    s.scheduler.step()
+    record = {
+        "epoch": progress.epoch + 1,
+        "train_loss": progress.loss_sum / max(progress.seen, 1),
+        "train_acc": progress.correct / max(progress.seen, 1),
+        "lr": s.optimizer.param_groups[0]["lr"],
+        "train_seconds": round(train_seconds, 2),
+        "train_samples_per_second": round(progress.seen * dist_info.world_size / train_seconds, 1),
+    }
+    progress.epoch, progress.step = progress.epoch + 1, 0
+    progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
+    if dist_info.is_main:
+        delivered = s.delivered
+        if s.val_set is not None:
+            val = evaluate(delivered, s.val_set, s.normalization, opts.eval_batch_size, s.device)
+            record.update(val_acc=val["accuracy"], val_loss=val["margin_loss"])
+        report = evaluate(delivered, s.test_set, s.normalization, opts.eval_batch_size, s.device)
+        record.update(test_acc=report["accuracy"], test_loss=report["margin_loss"])
+        record["epoch_seconds"] = round(time.perf_counter() - t0, 2)
+        progress.history.append(record)
+        metrics = {**record, "per_class": report["per_class"]}
+        save_run(s.out / "last", delivered, s.config_doc(metrics))
+        # Without a validation split there is nothing to select on: the last epoch is it.
+        if s.val_set is None or record["val_acc"] > progress.best_val_acc:
+            progress.best_val_acc = record.get("val_acc", -1.0)
+            save_run(s.out, delivered, s.config_doc(metrics))
+        _write_metrics(s.out, progress.history)
+        save_state(s.out, s.checkpoint_state())
+        val_text = f"val acc {record['val_acc']:.4f}  " if s.val_set is not None else ""
+        log(
+            f"epoch {record['epoch']}/{opts.epochs}  loss {record['train_loss']:.4f}  "
+            f"train acc {record['train_acc']:.4f}  {val_text}test acc {record['test_acc']:.4f}  "
+            f"({record['epoch_seconds']:.0f}s)",
+            dist_info,
+        )
+    barrier(dist_info)
 
 
 def _delivered(out: Path) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..data import ImageSet, load_split
 from ..data.canvas import on_canvas
-from ..data.datasets import get_spec
 from ..errors import UsageError
 from ..fileio import save_png
 from ..model.checkpoint import load_run
@@ -28,10 +27,9 @@ def evaluate_run(
     """Evaluate the run's model on a labelled split (by default the one it was tested on)."""
     dev = resolve_device(device, DistInfo())
     model, info = load_run(checkpoint, dev)
-    trained_on = info.raw.get("dataset", {})
-    dataset = dataset or trained_on.get("name", "mnist")
-    split = split or trained_on.get("test_split") or get_spec(dataset).default_test
-    if trained_on.get("multimnist"):
+    run_dataset, split = info.test_split(split)
+    dataset = dataset or run_dataset
+    if info.multimnist:
         raise UsageError(
             f"{checkpoint} was trained on MultiMNIST pairs; score it with `capsdeploy eval --multimnist`"
         )

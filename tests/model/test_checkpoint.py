@@ -52,3 +52,29 @@ def test_not_a_run_directory(tmp_path):
         load_run(tmp_path / "nope")
     with pytest.raises(UsageError, match="not a capsdeploy run directory"):
         load_run(tmp_path)
+
+
+def test_run_info_answers_what_the_stages_ask_of_the_training_data(tmp_path, tiny_cfg):
+    from capsdeploy.model.checkpoint import RunInfo, read_run_info
+
+    doc = build_config_doc(
+        tiny_cfg,
+        [str(i) for i in range(tiny_cfg.num_classes)],
+        default_normalization(1),
+        dataset={
+            "name": "fashion-mnist",
+            "train_split": "digits",
+            "test_split": "held",
+            "multimnist": {"pairs_per_digit": 2},
+        },
+        training={"data_dir": "/data"},
+    )
+    info = read_run_info(save_run(tmp_path / "run", CapsNet(tiny_cfg), doc))
+    assert info.test_split() == ("fashion-mnist", "held")
+    assert info.test_split("other") == ("fashion-mnist", "other")
+    assert info.train_split() == ("fashion-mnist", "digits")
+    assert info.multimnist and info.data_dir == "/data"
+    # A config without a dataset block (written by hand): MNIST's own default splits.
+    bare = RunInfo(tiny_cfg, [], {}, {}, tmp_path)
+    assert bare.test_split() == ("mnist", "t10k") and bare.train_split() == ("mnist", "train")
+    assert not bare.multimnist and bare.data_dir is None

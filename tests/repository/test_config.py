@@ -113,3 +113,76 @@ def test_export_cli_json_refuses_to_clobber_and_leaves_nothing_on_failure(tiny_r
     )
     assert proc.returncode == 2 and "outside 1..8" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no staging directories left behind
+
+
+def _copy_repo(repo, tmp_path):
+    import shutil
+
+    dest = tmp_path / "repo"
+    shutil.copytree(repo, dest)
+    return dest
+
+
+@pytest.mark.parametrize("bad", ["0", "01", "007", "abc"])
+def test_version_folders_follow_tritons_rules(repo, tmp_path, bad):
+    """Triton reads positive integers without leading zeros as versions and ignores the rest;
+    the old code loaded "0" and "01" as versions (here they would have outranked nothing, so
+    the model becomes a repository without a version: refused)."""
+    dest = _copy_repo(repo, tmp_path)
+    (dest / CAPSNET / "1").rename(dest / CAPSNET / bad)
+    with pytest.raises(UsageError, match="no version directory .a positive integer without leading zeros"):
+        find_models(dest)
+
+
+def test_leading_zero_folder_never_outranks_a_version(repo, tmp_path):
+    import shutil
+
+    dest = _copy_repo(repo, tmp_path)
+    shutil.copytree(dest / CAPSNET / "1", dest / CAPSNET / "02")
+    entry = next(e for e in find_models(dest) if e.name == CAPSNET)
+    assert entry.version == "1"
+
+
+def test_newest_version_without_its_file_is_refused_not_skipped(repo, tmp_path):
+    """Triton loads the newest version and fails when its file is missing; the old code quietly
+    served an older version instead."""
+    dest = _copy_repo(repo, tmp_path)
+    (dest / CAPSNET / "3").mkdir()
+    with pytest.raises(UsageError, match="version 3 .* has no model.onnx"):
+        find_models(dest)
+
+
+def test_version_policy_specific_picks_a_listed_version(repo, tmp_path):
+    import shutil
+
+    dest = _copy_repo(repo, tmp_path)
+    shutil.copytree(dest / CAPSNET / "1", dest / CAPSNET / "2")
+    (dest / CAPSNET / "3").mkdir()  # not named by the policy: never looked at
+    cfg = dest / CAPSNET / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + "\nversion_policy { specific { versions: [1, 2] } }\n")
+    entry = next(e for e in find_models(dest) if e.name == CAPSNET)
+    assert entry.version == "2"
+
+
+def test_config_is_normalized_as_triton_returns_it(repo):
+    """/config (and gRPC ModelConfig) return the config as Triton completes it; the old code
+    returned the file as written (KIND_AUTO, no backend, no version_policy, unnamed groups)."""
+    from capsdeploy.repository import normalize_config
+
+    entry = next(e for e in find_models(repo) if e.name == CAPSNET)
+    doc = config_to_json(normalize_config(entry.config, on_gpu=False))
+    assert doc["backend"] == "onnxruntime" and doc["platform"] == "onnxruntime_onnx"
+    assert doc["default_model_filename"] == "model.onnx"
+    assert doc["version_policy"] == {"latest": {"num_versions": 1}}
+    assert doc["instance_group"][0]["name"] == f"{CAPSNET}_0"
+    assert doc["instance_group"][0]["kind"] == "KIND_CPU" and doc["instance_group"][0]["count"] == 2
+    gpu = config_to_json(normalize_config(entry.config, on_gpu=True))
+    assert gpu["instance_group"][0]["kind"] == "KIND_GPU" and gpu["instance_group"][0]["gpus"] == [0]
+    bare = parse_config('name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 16\ndynamic_batching {}\n')
+    doc = config_to_json(normalize_config(bare))
+    assert doc["platform"] == "onnxruntime_onnx"
+    assert doc["dynamic_batching"]["preferred_batch_size"] == [16]
+    assert doc["instance_group"] == [
+        {**doc["instance_group"][0], "name": "m", "kind": "KIND_CPU", "count": 1}
+    ]
+    assert not bare.instance_group  # the file's own config is left as written

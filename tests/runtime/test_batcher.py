@@ -346,3 +346,25 @@ def test_the_batch_computes_the_values_submitted_even_if_the_caller_reuses_its_b
         buf["x"][:] = -5  # reused before the batch runs
         gate.set()
         assert fut.result(5)["y"][0, 0] == 14
+
+
+def test_queue_timeout_bounds_only_the_wait_and_timing_covers_the_phases():
+    """infer_queued_async (the server's path, Triton's timeout): a request whose batch started
+    runs to the end past its timeout; one still queued when its timeout passes fails with
+    RequestTimeoutError and never runs; the timing splits the batch into its three phases."""
+
+    async def run(b):
+        first = asyncio.ensure_future(b.infer_queued_async(x(1.0), 0.05))
+        await asyncio.sleep(0.05)  # the first is running (0.3 s); the second waits behind it
+        with pytest.raises(RequestTimeoutError):
+            await b.infer_queued_async(x(2.0), 0.05)
+        out, timing = await first
+        return out, timing
+
+    backend = Doubler(delay=0.3)
+    with DynamicBatcher(backend, max_batch_size=1, max_queue_delay_us=0) as b:
+        out, timing = asyncio.run(run(b))
+    np.testing.assert_array_equal(out["y"], x(2.0)["x"])
+    assert backend.seen == [[1.0]]  # the expired request never reached the engine
+    assert timing.infer_seconds >= 0.29 and timing.input_seconds >= 0 and timing.output_seconds >= 0
+    assert timing.queue_seconds < 0.25

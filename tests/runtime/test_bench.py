@@ -167,8 +167,28 @@ def test_http_mode_closed_and_open_loop_against_a_live_server(tiny_run, tmp_path
             "-",
             check=True,
         )
+        over_grpc = capsdeploy(
+            "bench",
+            "--url",
+            srv.grpc_url,
+            "--concurrency",
+            "1,4",
+            "--window-s",
+            0.3,
+            "--max-trials",
+            3,
+            "--json",
+            "-",
+            check=True,
+        )
     finally:
         assert srv.stop() == 0
+    g = json.loads(over_grpc.stdout)
+    assert g["protocol"] == "grpc" and g["url"].startswith("grpc://")
+    for lv in g["levels"]:  # the same server, its gRPC front end: answers and the server's own counts
+        assert lv["errors"] == 0 and lv["throughput_rps"] > 0
+        assert lv["server"]["requests"] >= sum(w["completed"] for w in lv["windows"][-3:])
+        assert lv["server"]["compute_infer_us_avg"] > 0
     r = json.loads(proc.stdout)
     assert r["mode"] == "http" and r["encoding"] == "binary" and r["environment"]["cpu_count"] >= 1
     closed = [lv for lv in r["levels"] if lv["loop"] == "closed"]

@@ -22,3 +22,7 @@ def test_trt_bench_reports_phases_and_both_graph_modes(tiny_run, trt_ready):
         assert r["gpu_compute_ms_p50"] > 0 and r["gpu_h2d_ms_p50"] > 0 and r["gpu_d2h_ms_p50"] > 0
         gpu = r["gpu_h2d_ms_p50"] + r["gpu_compute_ms_p50"] + r["gpu_d2h_ms_p50"]
         assert gpu <= r["latency_ms_p50"] * 1.05  # the GPU phases fit inside the host-measured latency
+        if engine == "trt+graphs":  # timed on replayed graphs, not on an eager fallback
+            assert r["graphs_failed"] == [] and r["batch"] in r["graphs_captured"], r
+        else:
+            assert "graphs_captured" not in r

@@ -62,3 +62,37 @@ def serve_in_thread(models: dict, max_body_bytes: int = 64 << 20):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+PERF_ANALYZER = Path(__file__).resolve().parents[2] / ".tools" / "perf_analyzer" / "perf_analyzer"
+
+
+@pytest.fixture(scope="session")
+def perf_analyzer() -> Path:
+    """Triton's perf_analyzer (scripts/install_perf_analyzer.sh): CI must have it, elsewhere skip."""
+    import os
+    import subprocess
+
+    if not PERF_ANALYZER.is_file():
+        why = f"perf_analyzer not installed at {PERF_ANALYZER} (run scripts/install_perf_analyzer.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {why}")
+        pytest.skip(why)
+    probe = subprocess.run([str(PERF_ANALYZER), "--version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        why = f"perf_analyzer does not run: {(probe.stderr or probe.stdout).strip()[:300]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return PERF_ANALYZER
+
+
+def run_perf_analyzer(binary: Path, *args, timeout: float = 180):
+    """perf_analyzer ARGS with 1 s measurement windows; (exit code, stdout + stderr)."""
+    import subprocess
+
+    # A shared CI machine is noisy: wide stability bounds so a run ends after a few windows.
+    cmd = [str(binary), *map(str, args), "--measurement-interval", "1000", "--max-trials", "10"]
+    cmd += ["--stability-percentage", "200"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr

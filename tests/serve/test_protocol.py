@@ -59,12 +59,44 @@ def test_binary_input_and_parameters():
     assert req.outputs == [OutputRequest("scores", False)]
 
 
-def test_raw_body_with_header_length_zero_infers_the_batch():
-    x = np.ones((5, 1, 4, 4), np.float32)
+def test_raw_body_with_header_length_zero_is_one_row():
+    """Triton reads a raw body (header length 0) as the single input at batch 1; the old code
+    split it into as many rows as the bytes held."""
+    x = np.ones((1, 1, 4, 4), np.float32)
     req = parse_infer_request(x.tobytes(), "0", [IMAGE], OUTS, 8)
-    assert req.rows == 5 and req.binary_output
-    with pytest.raises(ProtocolError, match="whole number"):
-        parse_infer_request(x.tobytes()[:-4], "0", [IMAGE], OUTS, 8)
+    assert req.rows == 1 and req.binary_output and req.inputs["image"].shape == (1, 1, 4, 4)
+    with pytest.raises(ProtocolError, match="one image of shape"):
+        parse_infer_request(np.ones((5, 1, 4, 4), np.float32).tobytes(), "0", [IMAGE], OUTS, 8)
+
+
+def test_timeout_is_any_uint64():
+    """Triton takes the timeout as a uint64 of microseconds; the old code refused > 3.6e9."""
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 4, 4], "data": [0] * 16}]}
+    assert parse({**body, "parameters": {"timeout": 2**64 - 1}}).timeout_us == 2**64 - 1
+    assert parse({**body, "parameters": {"timeout": 3_600_000_001}}).timeout_us == 3_600_000_001
+    with pytest.raises(ProtocolError, match="uint64"):
+        parse({**body, "parameters": {"timeout": 2**64}})
+
+
+def test_data_with_binary_data_size_is_refused():
+    """Triton refuses an input that gives both `data` and binary_data_size; the old code took
+    the binary bytes and ignored `data`."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    doc = {"inputs": [{**tensor(x), "parameters": {"binary_data_size": 64}}]}
+    with pytest.raises(ProtocolError, match="not as data and binary data"):
+        parse(doc, x.tobytes())
+
+
+def test_triton_prefixed_request_parameters_are_refused():
+    """Triton refuses request parameters with its reserved prefix, except the one it takes
+    itself (triton_enable_empty_final_response, a bool); the old code let them all through."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    doc = {"inputs": [tensor(x)], "parameters": {"triton_x": 1}}
+    with pytest.raises(ProtocolError, match="reserved for Triton usage"):
+        parse(doc)
+    assert parse({**doc, "parameters": {"triton_enable_empty_final_response": True}}).rows == 1
+    with pytest.raises(ProtocolError, match="expected a bool"):
+        parse({**doc, "parameters": {"triton_enable_empty_final_response": 1}})
 
 
 @pytest.mark.parametrize(
@@ -224,12 +256,13 @@ def test_duplicate_input_is_refused():
         parse({"inputs": [tensor(x), tensor(x)]})
 
 
-def test_nan_and_inf_are_refused_in_json_and_binary():
+def test_nan_and_inf_pass_through_json_and_binary():
+    """As in Triton, the protocol hands non-finite values to the model (perf_analyzer's random
+    data is full of them); the old code refused them with a 400."""
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 0, 0] = np.nan
     body = json.dumps({"inputs": [tensor(x)]}).encode()  # Python writes NaN; json.loads reads it
-    with pytest.raises(ProtocolError, match="NaN or infinite"):
-        parse_infer_request(body, None, [IMAGE], OUTS, 8)
+    assert np.isnan(parse_infer_request(body, None, [IMAGE], OUTS, 8).inputs["image"][0, 0, 0, 0])
     x[0, 0, 0, 0] = np.inf
     doc = {
         "inputs": [
@@ -241,8 +274,7 @@ def test_nan_and_inf_are_refused_in_json_and_binary():
             }
         ]
     }
-    with pytest.raises(ProtocolError, match="NaN or infinite"):
-        parse(doc, x.tobytes())
+    assert np.isinf(parse(doc, x.tobytes()).inputs["image"][0, 0, 0, 0])
 
 
 def test_fp16_has_no_json_form_but_binary_works():

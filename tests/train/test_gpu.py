@@ -21,8 +21,8 @@ def test_cuda_training_with_amp_learns_and_saves(tmp_path):
         model_overrides=dict(TINY),
     )
     result = train(opts)
-    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
-    assert result["delivered"]["test_acc"] > 0.3
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.delivered["test_acc"] > 0.3
 
 
 @pytest.mark.gpu

@@ -19,14 +19,31 @@ backend's one stream, one at a time. Capture uses ``thread_local`` mode
 (trtexec: ``cudaStreamCaptureModeThreadLocal``), so another worker's allocation
 during a capture does not invalidate it, and no device-wide synchronize or
 ``empty_cache`` happens per new bucket. A capture that fails is ended and its
-error cleared, and that bucket runs eagerly from then on.
+error cleared, and that bucket runs eagerly from then on. PyTorch's ``capture_end`` raises
+before it hands the caching allocator back (``endAllocateToPool`` runs after
+``cudaStreamEndCapture`` succeeds), so a failed capture would leave the allocator routing
+into the graph's private pool and deferring frees forever; each capture therefore uses a
+pool of its own (``graph_pool_handle``) that a failure ends and releases explicitly.
+``capture_state`` says per bucket whether it was captured, so tests and benchmarks can
+tell a graph run from a silent eager fallback.
+
+Streams. ``torch.cuda.Stream()`` hands out one of 32 pooled streams per device round-robin,
+so the 33rd backend in a process would share a stream with another (and another thread's
+work on a stream being captured is illegal or gets captured). Each backend takes a pooled
+stream no other live backend holds, and past 32 a dedicated stream from cuda-python.
+
+Phases. All host-side binding (``set_input_shape``, output allocation,
+``set_tensor_address``) happens before the first CUDA event, so ``h2d_ms`` is the copy
+alone in both the eager and the graph path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,34 +84,42 @@ class _Graph:
 class TrtBackend(Backend):
     name = "trt"
 
-    def __init__(self, plan_path: str | Path, cuda_graphs: bool = False, _engine=None):
+    def __init__(self, plan_path: str | Path, cuda_graphs: bool = False, _engine=None, _trt=None):
+        """``_engine`` and ``_trt`` (a deserialized engine and the module it came from) are for
+        ``clone()`` and for scripts/gpu_check.py's stand-in engine; users pass a plan path."""
         import torch
 
         self._torch = torch
-        env = require_tensorrt()  # before any Runtime is constructed
-        trt = self._trt = env.trt
+        self.stream = None
+        # Before any Runtime is constructed: TensorRT and a CUDA device are there.
+        trt = self._trt = _trt if _trt is not None else require_tensorrt().trt
         plan_path = Path(plan_path)
+        if _engine is None and not plan_path.is_file():
+            raise UsageError(f"{plan_path}: no such plan; build one with `capsdeploy export --format trt`")
+        sidecar = read_sidecar(plan_path)
         if _engine is None:
-            if not plan_path.is_file():
-                raise UsageError(
-                    f"{plan_path}: no such plan; build one with `capsdeploy export --format trt`"
-                )
             self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            if runtime_needs_host_code(sidecar):
+                # A version-compatible plan carries its lean runtime (host code) inside; TensorRT
+                # refuses to run it unless the runtime is told the plan is trusted.
+                self._runtime.engine_host_code_allowed = True
             _engine = self._runtime.deserialize_cuda_engine(plan_path.read_bytes())
             if _engine is None:
                 raise CapsDeployError(
-                    f"{plan_path}: TensorRT {env.version} cannot deserialize it (built by another TensorRT "
+                    f"{plan_path}: TensorRT {trt.__version__} cannot deserialize it (built by another TensorRT "
                     "version or for another GPU?); rebuild it on this machine"
                 )
         self.path = plan_path
         self.engine = _engine
         self.context = _engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
         self.device = torch.device("cuda", torch.cuda.current_device())
+        self.stream, self._release_stream = acquire_stream(torch, self.device)
         self.metadata = metadata_of_plan(plan_path)
-        self.tf32 = bool(read_sidecar(plan_path).get("math", {}).get("tf32", False))
+        self.tf32 = bool(sidecar.get("math", {}).get("tf32", False))
+        self.version_compatible = bool(sidecar.get("compatibility", {}).get("version_compatible", False))
         self.cuda_graphs = cuda_graphs
         self._graphs: dict[int, _Graph | None] = {}  # bucket -> graph, or None: capture failed
+        self.capture_failures: list[dict] = []  # {"bucket", "error", "allocator_released"}
         self._graph_memory = None  # the activation buffer the graph contexts share
         self._lock = threading.Lock()  # one stream: one inference at a time
         self._names = [_engine.get_tensor_name(i) for i in range(_engine.num_io_tensors)]
@@ -109,7 +134,12 @@ class TrtBackend(Backend):
 
     def clone(self) -> TrtBackend:
         """A new execution context, stream and graph set on the same deserialized engine."""
-        return TrtBackend(self.path, self.cuda_graphs, _engine=self.engine)
+        return TrtBackend(self.path, self.cuda_graphs, _engine=self.engine, _trt=self._trt)
+
+    @property
+    def capture_state(self) -> dict[int, bool]:
+        """bucket -> True (its graph replays) or False (its capture failed; it runs eagerly)."""
+        return {b: g is not None for b, g in sorted(self._graphs.items())}
 
     @property
     def math(self) -> str:
@@ -171,23 +201,28 @@ class TrtBackend(Backend):
         host_in = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self._inputs}
         n = next(iter(host_in.values())).shape[0]
         with self._lock, torch.cuda.stream(self.stream):
-            # Events sit right around the device work (host preparation and binding stay
-            # outside), so the phases are what trtexec calls H2D, GPU compute and D2H.
+            # Events sit right around the device work: host preparation and every binding call
+            # happen before the first one, so the phases are what trtexec calls H2D, GPU
+            # compute and D2H, in the eager and the graph path alike.
             events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if self.record_phases else None
             mark = (lambda k: events[k].record(self.stream)) if events else (lambda k: None)
             entry = self._graph(bucket_for(n, self._buckets)) if self.cuda_graphs else None
-            mark(0)
             if entry is None:
-                dev = {name: t.to(self.device, non_blocking=True) for name, t in host_in.items()}
+                dev = {
+                    name: torch.empty(t.shape, dtype=t.dtype, device=self.device)
+                    for name, t in host_in.items()
+                }
+                outs = self._bind(self.context, dev)  # host work, before the first event
+                targets = dev
             else:  # straight into the graph's static inputs
-                for name, t in host_in.items():
-                    entry.inputs[name][:n].copy_(t, non_blocking=True)
+                targets = {name: entry.inputs[name][:n] for name in host_in}
+            mark(0)
+            for name, t in host_in.items():
+                targets[name].copy_(t, non_blocking=True)
+            mark(1)
             if entry is None:
-                outs = self._bind(self.context, dev)
-                mark(1)
                 self._run(self.context)
             else:
-                mark(1)
                 entry.graph.replay()
                 outs = {name: t[:n] for name, t in entry.outputs.items()}
             mark(2)
@@ -226,18 +261,25 @@ class TrtBackend(Backend):
         self._run(context)  # one enqueue before capture: TensorRT's shape-dependent setup
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
+        pool = torch.cuda.graph_pool_handle()  # our own id: a failed capture can release it
         capturing = False
         try:
-            graph.capture_begin(capture_error_mode="thread_local")
+            graph.capture_begin(pool=pool, capture_error_mode="thread_local")
             capturing = True
             self._run(context)
             graph.capture_end()
             capturing = False
         except Exception as e:
+            ended = False  # capture_end ran to completion: it handed the allocator back itself
             if capturing:  # end the capture so the stream is usable again
                 with contextlib.suppress(Exception):
                     graph.capture_end()
+                    ended = True
+            released = release_failed_capture(torch, graph, self.device.index, pool, ended)
             _clear_cuda_error()
+            self.capture_failures.append(
+                {"bucket": bucket, "error": str(e)[:300], "allocator_released": released, "pool": list(pool)}
+            )
             log.warning(
                 "CUDA graph capture for batch %d failed (%s); that batch size runs eagerly", bucket, e
             )
@@ -248,6 +290,94 @@ class TrtBackend(Backend):
         self._graphs.clear()
         self._graph_memory = None
         self.context = None
+        if self.stream is not None:
+            self._release_stream()
+            self.stream = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            if self.stream is not None:
+                self._release_stream()
+
+
+def runtime_needs_host_code(sidecar: dict) -> bool:
+    """A version-compatible plan that embeds TensorRT's lean runtime (host code) needs
+    ``Runtime.engine_host_code_allowed``; one built with the lean runtime excluded does not."""
+    c = sidecar.get("compatibility", {})
+    return bool(c.get("version_compatible")) and not c.get("exclude_lean_runtime")
+
+
+# -- streams ----------------------------------------------------------------------------
+STREAM_POOL_SIZE = 32  # PyTorch's pooled streams per device and priority (c10/cuda/CUDAStream.cpp)
+_streams_lock = threading.Lock()
+_streams_in_use: set[tuple[int, int]] = set()  # (device index, cudaStream_t) held by live backends
+
+
+def acquire_stream(torch, device) -> tuple[object, Callable[[], None]]:
+    """A CUDA stream no other live backend of this process holds, and its release function.
+
+    Pooled streams first (cheap, never destroyed); when all 32 are held, a dedicated stream
+    created with cuda-python (``cudaStreamCreateWithFlags``, non-blocking) and destroyed on
+    release. Without cuda-python the 33rd backend is refused rather than given a shared one."""
+    with _streams_lock:
+        for _ in range(STREAM_POOL_SIZE):
+            stream = torch.cuda.Stream(device=device)
+            key = (device.index, int(stream.cuda_stream))
+            if key not in _streams_in_use:
+                _streams_in_use.add(key)
+                return stream, functools.partial(_release_key, key)
+        cudart = _cudart()
+        if cudart is None:
+            raise UsageError(
+                f"more than {STREAM_POOL_SIZE} TensorRT execution contexts in one process need a "
+                "dedicated CUDA stream each: install cuda-python (`pip install cuda-python`) or use fewer "
+                "workers/instances"
+            )
+        with torch.cuda.device(device):
+            err, raw = cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
+        if err != cudart.cudaError_t.cudaSuccess:
+            raise CapsDeployError(f"cudaStreamCreateWithFlags failed ({err})")
+        stream = torch.cuda.ExternalStream(int(raw), device=device)
+        key = (device.index, int(raw))
+        _streams_in_use.add(key)
+
+    def release():
+        _release_key(key)
+        cudart.cudaStreamDestroy(raw)
+
+    return stream, release
+
+
+def _release_key(key) -> None:
+    with _streams_lock:
+        _streams_in_use.discard(key)
+
+
+def release_failed_capture(torch, graph, device_index: int, pool, ended: bool = False) -> bool:
+    """Hand the caching allocator back after a capture that raised: stop routing allocations
+    into ``pool`` and release it (PyTorch's own ``capture_end`` skips both when
+    ``cudaStreamEndCapture`` fails: aten/src/ATen/cuda/CUDAGraph.cpp). Where ``capture_end``
+    completed (``ended``), it already did, and ``graph.reset()`` releases the pool. True when
+    the allocator is known to be handed back."""
+    if ended:
+        with contextlib.suppress(Exception):
+            graph.reset()
+        return True
+    end = getattr(torch._C, "_cuda_endAllocateToPool", None) or getattr(  # torch >= 2.8, older
+        torch._C, "_cuda_endAllocateCurrentStreamToPool", None
+    )
+    release = getattr(torch._C, "_cuda_releasePool", None)
+    done = False
+    if end is not None and release is not None:
+        try:
+            end(device_index, pool)
+            release(device_index, pool)
+            done = True
+        except Exception as e:  # already handed back: nothing held
+            log.debug("releasing the failed capture's pool: %s", e)
+    with contextlib.suppress(Exception):
+        graph.reset()
+    return done
 
 
 def phase_times(events) -> dict:
@@ -270,3 +400,15 @@ def _clear_cuda_error() -> None:
         except ImportError:
             return
     cudart.cudaGetLastError()
+
+
+def _cudart():
+    """cuda-python's runtime module, or None."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            return None
+    return cudart

@@ -8,6 +8,15 @@ same ONNX bytes, TensorRT version, GPU, math mode and build options.
 FP32 models build with TF32 off: ``BuilderFlag.TF32`` is on by default and
 strong typing does not clear it, while the FP32 tolerance (1e-5) assumes true
 FP32 math. The sidecar records which math the plan uses.
+
+Compatibility. A plain plan runs only under the TensorRT version that built it, on
+the GPU architecture it was built on. ``version_compatible`` sets
+``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT >= 8.6): the plan embeds TensorRT's lean
+runtime and later TensorRT versions load it, provided the runtime allows engine host
+code (``Runtime.engine_host_code_allowed``; Triton: ``--backend-config=tensorrt,
+version-compatible=true``). ``exclude_lean_runtime`` adds ``EXCLUDE_LEAN_RUNTIME``: a
+smaller plan that needs the lean runtime library shipped beside it. Neither relaxes the
+GPU architecture. The sidecar's ``compatibility`` says which one a plan is.
 """
 
 from __future__ import annotations
@@ -44,6 +53,51 @@ class BuildOptions:
     timing_cache: str | None = None  # default: <cache>/timing-trt<version>-sm<cc>.cache
     engine_cache_dir: str | None = None  # default: <cache>/engines
     use_engine_cache: bool = True
+    version_compatible: bool = False  # BuilderFlag.VERSION_COMPATIBLE: later TensorRT versions load it
+    exclude_lean_runtime: bool = False  # BuilderFlag.EXCLUDE_LEAN_RUNTIME (with version_compatible)
+
+    def check(self) -> None:
+        if self.exclude_lean_runtime and not self.version_compatible:
+            raise UsageError(
+                "--exclude-lean-runtime applies to version-compatible plans: add --version-compatible"
+            )
+
+
+def compatibility_flags(trt, opts: BuildOptions) -> list:
+    """The BuilderFlags ``opts`` asks for, or a UsageError naming the one this TensorRT lacks."""
+    wanted = [
+        ("VERSION_COMPATIBLE", opts.version_compatible),
+        ("EXCLUDE_LEAN_RUNTIME", opts.exclude_lean_runtime),
+    ]
+    flags = []
+    for name, on in wanted:
+        if not on:
+            continue
+        flag = getattr(trt.BuilderFlag, name, None)
+        if flag is None:
+            raise UsageError(
+                f"TensorRT {getattr(trt, '__version__', '?')} has no BuilderFlag.{name} (TensorRT >= 8.6 has it)"
+            )
+        flags.append(flag)
+    return flags
+
+
+def compatibility_doc(opts: BuildOptions, trt_version: str, compute_capability: str) -> dict:
+    """What a plan's loader needs, for the sidecar and the repository config."""
+    if opts.version_compatible:
+        runs_on = (
+            f"TensorRT {trt_version} or a later version TensorRT's version compatibility covers, with "
+            "engine host code allowed"
+            + ("" if not opts.exclude_lean_runtime else " and the lean runtime library of this version")
+            + f"; GPUs of compute capability {compute_capability}"
+        )
+    else:
+        runs_on = f"TensorRT {trt_version} exactly, on GPUs of compute capability {compute_capability}"
+    return {
+        "version_compatible": opts.version_compatible,
+        "exclude_lean_runtime": opts.exclude_lean_runtime,
+        "runs_on": runs_on,
+    }
 
 
 def default_cache_root() -> Path:
@@ -136,6 +190,9 @@ def sidecar_doc(
         "profile": {name: {"min": s[0], "opt": s[1], "max": s[2]} for name, s in shapes.items()},
         "onnx_metadata": metadata_props,
         "build_seconds": build_seconds,
+        "compatibility": compatibility_doc(
+            opts, env.get("tensorrt", "?"), env.get("compute_capability", "?")
+        ),
     }
 
 
@@ -148,9 +205,12 @@ def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOp
     never leaves a plan without its sidecar, and concurrent builders of one key both
     end with a valid pair."""
     onnx_path = Path(onnx_path)
+    opts.check()
     model = load_onnx(onnx_path)  # clear errors for missing/corrupt files, before any GPU work
     shapes = profile_shapes(model, opts)
     env = require_tensorrt()
+    if env.trt is not None:
+        compatibility_flags(env.trt, opts)  # refuse before any work what this TensorRT lacks
     onnx_sha = hash_file(onnx_path)
     props = {p.key: p.value for p in model.metadata_props}
     tf32 = uses_tf32(props)
@@ -223,6 +283,8 @@ def _build_plan(
     config.builder_optimization_level = opts.optimization_level
     if not tf32:
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default, strong typing or not
+    for flag in compatibility_flags(trt, opts):
+        config.set_flag(flag)
     profile = builder.create_optimization_profile()
     for name, (lo, mid, hi) in shapes.items():
         profile.set_shape(name, lo, mid, hi)
@@ -317,7 +379,15 @@ def export_plan(
 
 def repository_plan_builder(base: BuildOptions):
     """A plan builder for `export --format triton --platform trt`: each model's profile
-    covers 1..max_batch_size, the batch sizes its config lets the scheduler form."""
+    covers 1..max_batch_size, the batch sizes its config lets the scheduler form.
+    Triton's TensorRT backend loads version-compatible plans with their lean runtime
+    inside (``--backend-config=tensorrt,version-compatible=true``), so a repository
+    never excludes it."""
+    if base.exclude_lean_runtime:
+        raise UsageError(
+            "a Triton repository's plans keep TensorRT's lean runtime inside (Triton's TensorRT backend "
+            "loads version-compatible plans that way); drop --exclude-lean-runtime"
+        )
 
     def build(onnx_path: Path, plan_path: Path, batching) -> dict:
         top = batching.max_batch_size
