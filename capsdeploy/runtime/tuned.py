@@ -48,9 +48,9 @@ def engine_for_model(path: Path, platform: str, params: dict[str, str]) -> tuple
         from ..repository.openvino import options_from_parameters
 
         options = options_from_parameters(params)
+        # ov runs whatever file it is given (the INT8 capsnet and the FP32 decoder of an INT8
+        # repository alike); the config's settings say how.
         engine = "ov-bf16" if options.get("inference_precision") == "bf16" else "ov"
-        if params.get("capsdeploy.precision") == "int8":
-            engine = "ov-int8"
         return engine, "an openvino model", options
     from .select import resolve_auto
 

@@ -107,3 +107,20 @@ def test_capsdeploy_serve_answers_tritonclient_from_an_openvino_repository(ov_re
         np.testing.assert_allclose(scores, want, atol=1e-5, rtol=1e-4)
     finally:
         assert srv.stop() == 0, srv.log.read_text()
+
+
+def test_an_int8_openvino_repository_serves_its_int8_model_and_fp32_decoder(tiny_run, tmp_path):
+    repo = tmp_path / "repo"
+    capsdeploy(
+        "export", "--format", "triton", "--platform", "openvino", "--precision", "int8", "--calib-samples", 16,
+        "--checkpoint", tiny_run, "--output", repo, check=True,
+    )  # fmt: skip
+    models = load_repository(repo, "auto")
+    try:
+        assert models["capsnet"].backend.metadata.precision == "int8"
+        assert models["capsnet_decoder"].backend.metadata.precision == "fp32"
+        x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+        assert models["capsnet"].batcher.infer({"image": x})["scores"].shape == (2, 10)
+    finally:
+        for m in models.values():
+            m.close(0)
