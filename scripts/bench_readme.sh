@@ -16,6 +16,10 @@ mkdir -p "$OUT" docs/img
 capsdeploy bench --checkpoint "$RUN" --engines torch,ort,ort-fp16,ort-int8,ov,ov-bf16,ov-int8 --peers \
   --batch-sizes 1,8,16,32,128 --accuracy-samples -1 "${DATA[@]}" --json "$OUT/engines.json" --markdown "$OUT/engines.md" \
   --csv "$OUT/engines.csv" --plot docs/img/bench-engines.png
+# The same engines and peers with two instances (two concurrent callers, each on its own clone):
+# the setting tune picks on two cores; every engine gets it, so the ratios stay like for like.
+capsdeploy bench --checkpoint "$RUN" --engines torch,ort-int8,ov-int8 --peers --instances 2 \
+  --batch-sizes 1,16,32 "${DATA[@]}" --json "$OUT/engines-x2.json" --markdown "$OUT/engines-x2.md"
 capsdeploy bench --checkpoint "$RUN" --routing-iters 1,2,3,4,5 --engines ort --batch-sizes 32 "${DATA[@]}" \
   --json "$OUT/routing.json" --markdown "$OUT/routing.md"
 REPO=$(mktemp -d)/repo

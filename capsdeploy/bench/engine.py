@@ -10,6 +10,7 @@ exported from the run directory into a temporary folder. Explicit model files (`
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -191,6 +192,41 @@ def time_backend(backend, feeds: dict, warmup_s: float, duration_s: float, min_i
     return latency_stats(lat, batch, time.perf_counter() - start) | phase_stats(phases)
 
 
+def time_instances(backend, feeds: dict, instances: int, warmup_s: float, duration_s: float) -> dict:
+    """Throughput with ``instances`` concurrent callers, each on its own clone (batcher workers,
+    Triton instances, OpenVINO streams); latency is per call."""
+    if instances == 1:
+        return time_backend(backend, feeds, warmup_s, duration_s)
+    clones = [backend.clone() for _ in range(instances)]
+    for c in clones:
+        c.infer(feeds)
+    calls: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    start_at = time.perf_counter() + warmup_s
+    stop_at = start_at + duration_s
+
+    def worker(c):
+        mine = []
+        while (t0 := time.perf_counter()) < stop_at:
+            c.infer(feeds)
+            if t0 >= start_at:
+                mine.append((t0, time.perf_counter()))
+        with lock:
+            calls.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batch = next(iter(feeds.values())).shape[0]
+    if not calls:
+        raise UsageError("no inference completed in the timing window; lengthen --duration-s")
+    # Calls that started in the window, over the time until the last of them ended.
+    wall = max(t1 for _, t1 in calls) - start_at
+    return latency_stats([t1 - t0 for t0, t1 in calls], batch, wall)
+
+
 def phase_stats(phases: list[dict]) -> dict:
     """Median and p99 of each GPU phase over the measured inferences ({} when none were timed)."""
     if not phases:
@@ -255,9 +291,11 @@ def bench_engines(
     test_split: str = "t10k",
     accuracy_samples: int = 0,
     progress=None,
+    instances: int = 1,
 ) -> dict:
     """Every (engine, batch) configuration; ``accuracy_samples`` > 0 also scores each engine on
-    that many test images (all of them with -1)."""
+    that many test images (all of them with -1). ``instances`` > 1 times each engine with that
+    many concurrent callers, each on its own clone (model instances, OpenVINO streams)."""
     if not choices:
         raise UsageError("name at least one engine (--engines) or model file (--model)")
     if any(b < 1 for b in batch_sizes) or not batch_sizes:
@@ -283,7 +321,8 @@ def bench_engines(
                 for batch in inside:
                     if progress:
                         progress(f"{choice.label} batch {batch}")
-                    stats = time_backend(backend, feeds_for(backend, pixels, batch), warmup_s, duration_s)
+                    feeds = feeds_for(backend, pixels, batch)
+                    stats = time_instances(backend, feeds, instances, warmup_s, duration_s)
                     rows.append(
                         {
                             "engine": choice.label,
@@ -294,6 +333,7 @@ def bench_engines(
                             "routing_iters": choice.routing_iters
                             or (backend.metadata.routing_iters if backend.metadata else None),
                             "batch": batch,
+                            "instances": instances,
                             **stats,
                             "accuracy": acc,
                             "math": backend.math,
@@ -321,6 +361,7 @@ def bench_engines(
         "warmup_s": warmup_s,
         "duration_s": duration_s,
         "threads": threads,
+        "instances": instances,
         "peak_fp32_gemm_gflops": round(peak, 1),
         "peak_fp32_gemm_gflops_gpu": round(gpu_peak, 1) if gpu_peak else None,
         "results": rows,

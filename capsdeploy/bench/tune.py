@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +24,7 @@ from ..data.preprocess import prepare_batch
 from ..errors import CapsDeployError, UsageError
 from ..runtime.compare import compare_outputs, tolerances_for
 from ..runtime.engines import INT8_QDQ, engine_spec
-from .engine import EngineChoice, _fit, build_backend, feeds_for, latency_stats, time_backend
+from .engine import EngineChoice, _fit, build_backend, feeds_for, time_instances
 
 TUNE_VERSION = 1
 DEFAULT_BATCHES = (1, 8, 16, 32, 64, 128)
@@ -106,41 +104,6 @@ def parse_candidates(names: list[str]) -> list[Candidate]:
             engine_spec(n)  # UsageError naming the registry when unknown
             out.append(Candidate(n, n))
     return out
-
-
-def time_instances(backend, feeds: dict, instances: int, warmup_s: float, duration_s: float) -> dict:
-    """Throughput with ``instances`` concurrent callers, each on its own clone (batcher workers,
-    Triton instances, OpenVINO streams); latency is per call."""
-    if instances == 1:
-        return time_backend(backend, feeds, warmup_s, duration_s)
-    clones = [backend.clone() for _ in range(instances)]
-    for c in clones:
-        c.infer(feeds)
-    calls: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    start_at = time.perf_counter() + warmup_s
-    stop_at = start_at + duration_s
-
-    def worker(c):
-        mine = []
-        while (t0 := time.perf_counter()) < stop_at:
-            c.infer(feeds)
-            if t0 >= start_at:
-                mine.append((t0, time.perf_counter()))
-        with lock:
-            calls.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in clones]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    batch = next(iter(feeds.values())).shape[0]
-    if not calls:
-        raise CapsDeployError("no inference completed in the timing window; lengthen --duration-s")
-    # Calls that started in the window, over the time until the last of them ended.
-    wall = max(t1 for _, t1 in calls) - start_at
-    return latency_stats([t1 - t0 for t0, t1 in calls], batch, wall)
 
 
 def _outputs(backend, pixels: np.ndarray, batch: int = 250) -> dict[str, np.ndarray]:

@@ -28,6 +28,14 @@ def _list(cast):
     f"({', '.join(NAMES)}; peers: {', '.join(PEERS)}).",
 )
 @click.option(
+    "--instances",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Engine mode: time every engine with N concurrent callers, each on its own clone (N model "
+    "instances; OpenVINO streams); throughput is theirs together. The tuned engine's setting.",
+)
+@click.option(
     "--profile",
     is_flag=True,
     help="Engine mode: instead of timing, where the time goes at the first batch size, per phase "
@@ -160,7 +168,9 @@ def _list(cast):
 @click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
 @click.option("--plot", "plot_dest", metavar="PNG", help="Engine mode: latency and throughput vs batch size.")
 @handle_errors
-def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, profile, **kw):
+def bench_cmd(
+    engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, profile, instances, **kw
+):
     """Benchmarks, each printing the environment first.
 
     \b
@@ -193,6 +203,7 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             "--checkpoint": checkpoint,
             "--routing-iters": routing_iters,
             "--peers": peers,
+            "--instances": instances > 1,
         }
         given.update({flag: kw[key] for key, flag in engine_only.items()})
         stray = [flag for flag, value in given.items() if value]
@@ -206,6 +217,7 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             raise click.UsageError(f"--{flag.replace('_', '-')} needs --url (HTTP mode)")
     if routing_iters and models:
         raise click.UsageError("--routing-iters exports each count from --checkpoint; drop --model")
+    kw["instances"] = instances
     if profile:
         return _profile_mode(engines, checkpoint, threads, json_dest, kw)
     if peers:
@@ -274,6 +286,7 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
             kw["duration_s"],
             dataset=dataset,
             accuracy_samples=kw["accuracy_samples"],
+            instances=kw["instances"],
             **data,
         )
     report = {"environment": env, "dataset": dataset, **report}

@@ -412,3 +412,16 @@ def test_a_model_file_runs_on_the_engine_named_before_it(tiny_run, tmp_path):
         assert rows["ov-bf16:m.onnx"]["math"].startswith("BF16")
     bad = capsdeploy("bench", "--model", f"onnx-int4={tmp_path / 'm.onnx'}", "--batch-sizes", "1")
     assert bad.returncode == 2 and "unknown engine 'onnx-int4'" in bad.stderr
+
+
+def test_instances_time_every_engine_with_concurrent_clones(tiny_run):
+    proc = capsdeploy(
+        "bench", "--checkpoint", tiny_run, "--engines", "ort,ov", "--instances", 2, "--batch-sizes", "2",
+        "--warmup-s", 0, "--duration-s", 0.1, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["instances"] == 2 and {x["instances"] for x in r["results"]} == {2}
+    assert all(x["iterations"] >= 2 and x["images_per_second"] > 0 for x in r["results"])
+    bad = capsdeploy("bench", "--url", "http://127.0.0.1:9", "--instances", 2)
+    assert bad.returncode == 2 and "--instances" in bad.stderr
