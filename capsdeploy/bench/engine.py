@@ -93,9 +93,12 @@ def build_backend(
     workdir: Path,
     threads: int | None = None,
     data_dir: str | None = None,
+    instances: int = 1,
 ):
     """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``;
-    INT8 calibrates on the run's training split, looked up in ``data_dir`` first."""
+    INT8 calibrates on the run's training split, looked up in ``data_dir`` first. With
+    ``instances`` > 1 our OpenVINO engines get one stream per instance (concurrent requests on one
+    stream wait for each other); the peers keep OpenVINO's defaults."""
     spec = choice.spec
     if threads and spec.runtime == "torch":
         import torch
@@ -107,6 +110,9 @@ def build_backend(
         kw.setdefault("threads", threads)
     if choice.cuda_graphs:
         kw["cuda_graphs"] = True
+    if instances > 1 and spec.runtime == "ov" and not spec.peer:
+        kw.setdefault("streams", instances)
+        kw.setdefault("performance_hint", "THROUGHPUT")
     if choice.model:
         return spec.make(model=choice.model, **kw)
     if not checkpoint:
@@ -309,7 +315,7 @@ def bench_engines(
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
         for choice in choices:
-            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir)
+            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir, instances)
             try:
                 acc = accuracy(backend, test.images, test.labels) if test is not None else None
                 inside, outside = runnable_batches(backend, batch_sizes)

@@ -61,9 +61,11 @@ def export_triton(
     try:
         extra = {}
         if platform == "openvino":
-            extra = triton_parameters(
-                ov_options or {"inference_precision": "f32", "performance_hint": "LATENCY"}
-            )
+            ov = dict(ov_options or {"inference_precision": "f32", "performance_hint": "LATENCY"})
+            if batching.instances > 1 and ov.get("streams") is None:
+                # Each instance is an infer request; on one stream they would wait for each other.
+                ov.update(streams=batching.instances, performance_hint="THROUGHPUT")
+            extra = triton_parameters(ov)
         report = _write(
             staging, checkpoint, opts, batching, platform, build_plan, extra, main_parameters or {}
         )

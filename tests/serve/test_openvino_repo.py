@@ -124,3 +124,22 @@ def test_an_int8_openvino_repository_serves_its_int8_model_and_fp32_decoder(tiny
     finally:
         for m in models.values():
             m.close(0)
+
+
+def test_more_instances_get_as_many_openvino_streams(tiny_run, tmp_path):
+    repo = tmp_path / "repo"
+    capsdeploy(
+        "export", "--format", "triton", "--platform", "openvino", "--instances", 2, "--checkpoint", tiny_run,
+        "--output", repo, check=True,
+    )  # fmt: skip
+    params = parse_config((repo / "capsnet" / "config.pbtxt").read_text()).parameters
+    assert (
+        params["NUM_STREAMS"].string_value == "2" and params["PERFORMANCE_HINT"].string_value == "THROUGHPUT"
+    )
+    models = load_repository(repo, "auto")
+    try:
+        be = models["capsnet"].backend
+        assert models["capsnet"].batcher.workers == 2 and int(be.compiled.get_property("NUM_STREAMS")) == 2
+    finally:
+        for m in models.values():
+            m.close(0)
