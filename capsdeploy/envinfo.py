@@ -53,6 +53,7 @@ def environment() -> dict:
         "torch_threads": torch.get_num_threads() if torch else None,
         "onnx": _version("onnx"),
         "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+        "openvino": _version("openvino"),
         "tensorrt": None,
         "cuda_available": bool(torch and torch.cuda.is_available()),
         "cuda_devices": [],

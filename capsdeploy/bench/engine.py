@@ -2,14 +2,15 @@
 inferences for a fixed duration and report the latency distribution, its coefficient of
 variation and throughput, with the speedup over PyTorch eager measured in the same run.
 
-Engines are named ``<runtime>[-<precision>]`` (torch, ort, ort-fp16, ort-int8, ort-cuda,
-trt, trt-fp16, trt-int8, ...); named engines are exported from the run directory into a
-temporary folder. Explicit model files (``--model a.onnx,b.plan``) are benchmarked as given.
+Engines are the registry's names (runtime/engines.py: torch, ort, ort-int8, ov, ov-bf16,
+ov-int8, trt-fp16, ..., and the peers ov-defaults, torch-compile, ...); named engines are
+exported from the run directory into a temporary folder. Explicit model files (``--model a.onnx,b.plan``) are benchmarked as given.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,27 +21,47 @@ from ..data import load_split
 from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
+from ..runtime.engines import EngineSpec, engine_spec
 
-RUNTIMES = ("torch", "torch-cuda", "ort", "ort-cuda", "trt")
-PRECISIONS = ("fp32", "fp16", "int8")
 CV_WARNING = 0.05
 
 
 @dataclass(frozen=True)
 class EngineChoice:
+    """One engine to time: a registry name (runtime/engines.py), on a fresh export of the run or on
+    an explicit file, with optional backend options and export overrides (tune's variants)."""
+
     label: str
-    runtime: str
-    precision: str = "fp32"
+    engine: str  # a registry name
     model: str | None = None  # an explicit file; None: exported from the checkpoint
     routing_iters: int | None = None
     cuda_graphs: bool = False  # trt only: replay captured CUDA graphs (trtexec --useCudaGraph)
+    options: tuple = ()  # (key, value) pairs for the backend constructor (threads, streams, hints)
+    export: tuple = ()  # (key, value) pairs overriding the engine's export options (INT8 flavours)
+
+    @property
+    def spec(self) -> EngineSpec:
+        return engine_spec(self.engine)
+
+    @property
+    def runtime(self) -> str:
+        spec = self.spec
+        cuda = spec.device == "cuda" and spec.runtime in ("torch", "ort")
+        return f"{spec.runtime}-cuda" if cuda else spec.runtime
+
+    @property
+    def precision(self) -> str:
+        return "file" if self.model else self.spec.precision
+
+    def export_options(self) -> dict:
+        return {**self.spec.export_options(), **dict(self.export)}
 
 
 def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> list[EngineChoice]:
     """Each TensorRT engine once per CUDA-graph mode (labelled "+graphs" when on); others as given."""
     out = []
     for c in choices:
-        if c.runtime != "trt":
+        if c.spec.runtime != "trt":
             out.append(c)
             continue
         out += [replace(c, label=f"{c.label}+graphs" if on else c.label, cuda_graphs=on) for on in modes]
@@ -48,28 +69,18 @@ def with_graph_modes(choices: list[EngineChoice], modes: tuple[bool, ...]) -> li
 
 
 def parse_engines(names: list[str], models: list[str]) -> list[EngineChoice]:
-    out = []
-    for name in names:
-        runtime, _, precision = name.partition("-")
-        if runtime in ("torch", "ort") and precision == "cuda":
-            runtime, precision = f"{runtime}-cuda", ""
-        for p in PRECISIONS:  # ort-cuda-fp16 and the like
-            if precision.endswith(p) and precision.startswith("cuda-"):
-                runtime, precision = f"{runtime}-cuda", p
-        precision = precision or "fp32"
-        if runtime not in RUNTIMES or precision not in PRECISIONS:
-            raise UsageError(
-                f"unknown engine {name!r}: use <runtime>[-<precision>] with runtime in {RUNTIMES} "
-                f"and precision in {PRECISIONS}, e.g. ort-int8"
-            )
-        if runtime.startswith("torch") and precision != "fp32":
-            raise UsageError(f"{name}: the PyTorch reference runs FP32 only")
-        out.append(EngineChoice(name, runtime, precision))
+    out = [EngineChoice(name, engine_spec(name).name) for name in names]
     for m in models:
-        path = Path(m)
+        # ENGINE=PATH runs the file on that engine (ov-int8=levers/int8.onnx); a bare path runs on
+        # ort (.onnx) or trt (.plan).
+        engine, sep, file = m.partition("=")
+        path = Path(file if sep else m)
         if not path.is_file():
-            raise UsageError(f"{m}: no such model file")
-        out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", "file", m))
+            raise UsageError(f"{path}: no such model file")
+        if sep:
+            out.append(EngineChoice(f"{engine}:{path.name}", engine_spec(engine).name, str(path)))
+        else:
+            out.append(EngineChoice(path.name, "trt" if path.suffix == ".plan" else "ort", m))
     labels = [e.label for e in out]
     if len(set(labels)) != len(labels):
         raise UsageError(f"engines named twice: {labels}")
@@ -82,58 +93,65 @@ def build_backend(
     workdir: Path,
     threads: int | None = None,
     data_dir: str | None = None,
+    instances: int = 1,
 ):
     """The backend for ``choice``, exporting (and for trt building) what it needs into ``workdir``;
-    INT8 calibrates on the run's training split, looked up in ``data_dir`` first."""
-    from ..runtime.select import make_backend
-
-    if threads and choice.runtime.startswith("torch"):
+    INT8 calibrates on the run's training split, looked up in ``data_dir`` first. With
+    ``instances`` > 1 our OpenVINO engines get one stream per instance (concurrent requests on one
+    stream wait for each other); the peers keep OpenVINO's defaults."""
+    spec = choice.spec
+    if threads and spec.runtime == "torch":
         import torch
 
         torch.set_num_threads(threads)  # the reference gets the same threads as the engines
 
-    kw = {"threads": threads} if threads and choice.runtime.startswith("ort") else {}
+    kw = dict(choice.options)
+    if threads and spec.runtime in ("ort", "ov"):
+        kw.setdefault("threads", threads)
     if choice.cuda_graphs:
         kw["cuda_graphs"] = True
+    if instances > 1 and spec.runtime == "ov" and not spec.peer:
+        kw.setdefault("streams", instances)
+        kw.setdefault("performance_hint", "THROUGHPUT")
     if choice.model:
-        return make_backend(choice.runtime, model=choice.model, **kw)
+        return spec.make(model=choice.model, **kw)
     if not checkpoint:
         raise UsageError(f"engine {choice.label} is built from a run: give --checkpoint RUN_DIR")
-    if choice.runtime.startswith("torch"):
-        kw = {"routing_iters": choice.routing_iters} if choice.routing_iters else {}
-        return make_backend(choice.runtime, checkpoint=checkpoint, **kw)
+    if spec.needs_checkpoint:
+        if choice.routing_iters:
+            kw["routing_iters"] = choice.routing_iters
+        return spec.make(checkpoint=checkpoint, **kw)
+    return spec.make(model=str(export_for(choice, checkpoint, workdir, data_dir)), **kw)
+
+
+def export_for(choice: EngineChoice, checkpoint: str, workdir: Path, data_dir: str | None = None) -> Path:
+    """The ONNX file ``choice`` runs, exported into ``workdir`` once and shared by every engine
+    that runs the same file."""
     from ..export import ExportOptions, export_onnx
 
-    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
     onnx_path = workdir / export_name(choice)
     if not onnx_path.exists():
         export_onnx(
             checkpoint,
             onnx_path,
             ExportOptions(
-                precision=choice.precision,
                 routing_iters=choice.routing_iters,
                 calib_samples=256,
                 data_dir=data_dir,
-                **flavour,
+                **choice.export_options(),
             ),
         )
-    return make_backend(choice.runtime, model=str(onnx_path), **kw)
+    return onnx_path
 
 
 def export_name(choice: EngineChoice) -> str:
     """The file an engine is exported to; engines that need different files get different names
-    (ort-int8's CPU-targeted file is not the Q/DQ file trt-int8 and ort-cuda-int8 share)."""
-    flavour = int8_flavour(choice.runtime) if choice.precision == "int8" else {}
-    tag = "-".join([choice.precision, *flavour.values()])
+    (ort-int8's CPU-targeted file is not the Q/DQ file trt-int8, ort-cuda-int8 and ov-int8 share)."""
+    opts = choice.export_options()
+    if opts.get("precision") != "int8":
+        opts = {"precision": opts["precision"]}
+    tag = "-".join(str(v) if not isinstance(v, tuple) else "+".join(v) for v in opts.values())
     return f"{tag}-r{choice.routing_iters or 'run'}.onnx"
-
-
-def int8_flavour(runtime: str) -> dict:
-    """ONNX Runtime on CPU gets the CPU-targeted INT8 file (UINT8 activations in QLinearConv:
-    2.8x the Q/DQ file's throughput and 1.4-1.5x FP32 on the README's machine); CUDA and
-    TensorRT get the symmetric Q/DQ file TensorRT requires."""
-    return {"int8_target": "cpu", "int8_format": "qoperator"} if runtime == "ort" else {}
 
 
 def latency_stats(seconds: list[float], batch: int, wall_s: float) -> dict:
@@ -178,6 +196,41 @@ def time_backend(backend, feeds: dict, warmup_s: float, duration_s: float, min_i
             backend.record_phases = False
     batch = next(iter(feeds.values())).shape[0]
     return latency_stats(lat, batch, time.perf_counter() - start) | phase_stats(phases)
+
+
+def time_instances(backend, feeds: dict, instances: int, warmup_s: float, duration_s: float) -> dict:
+    """Throughput with ``instances`` concurrent callers, each on its own clone (batcher workers,
+    Triton instances, OpenVINO streams); latency is per call."""
+    if instances == 1:
+        return time_backend(backend, feeds, warmup_s, duration_s)
+    clones = [backend.clone() for _ in range(instances)]
+    for c in clones:
+        c.infer(feeds)
+    calls: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    start_at = time.perf_counter() + warmup_s
+    stop_at = start_at + duration_s
+
+    def worker(c):
+        mine = []
+        while (t0 := time.perf_counter()) < stop_at:
+            c.infer(feeds)
+            if t0 >= start_at:
+                mine.append((t0, time.perf_counter()))
+        with lock:
+            calls.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batch = next(iter(feeds.values())).shape[0]
+    if not calls:
+        raise UsageError("no inference completed in the timing window; lengthen --duration-s")
+    # Calls that started in the window, over the time until the last of them ended.
+    wall = max(t1 for _, t1 in calls) - start_at
+    return latency_stats([t1 - t0 for t0, t1 in calls], batch, wall)
 
 
 def phase_stats(phases: list[dict]) -> dict:
@@ -244,9 +297,11 @@ def bench_engines(
     test_split: str = "t10k",
     accuracy_samples: int = 0,
     progress=None,
+    instances: int = 1,
 ) -> dict:
     """Every (engine, batch) configuration; ``accuracy_samples`` > 0 also scores each engine on
-    that many test images (all of them with -1)."""
+    that many test images (all of them with -1). ``instances`` > 1 times each engine with that
+    many concurrent callers, each on its own clone (model instances, OpenVINO streams)."""
     if not choices:
         raise UsageError("name at least one engine (--engines) or model file (--model)")
     if any(b < 1 for b in batch_sizes) or not batch_sizes:
@@ -260,7 +315,7 @@ def bench_engines(
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
         for choice in choices:
-            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir)
+            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir, instances)
             try:
                 acc = accuracy(backend, test.images, test.labels) if test is not None else None
                 inside, outside = runnable_batches(backend, batch_sizes)
@@ -272,15 +327,19 @@ def bench_engines(
                 for batch in inside:
                     if progress:
                         progress(f"{choice.label} batch {batch}")
-                    stats = time_backend(backend, feeds_for(backend, pixels, batch), warmup_s, duration_s)
+                    feeds = feeds_for(backend, pixels, batch)
+                    stats = time_instances(backend, feeds, instances, warmup_s, duration_s)
                     rows.append(
                         {
                             "engine": choice.label,
+                            "engine_name": choice.engine,
+                            "peer": choice.spec.peer,
                             "runtime": choice.runtime,
                             "precision": choice.precision,
                             "routing_iters": choice.routing_iters
                             or (backend.metadata.routing_iters if backend.metadata else None),
                             "batch": batch,
+                            "instances": instances,
                             **stats,
                             "accuracy": acc,
                             "math": backend.math,
@@ -308,6 +367,7 @@ def bench_engines(
         "warmup_s": warmup_s,
         "duration_s": duration_s,
         "threads": threads,
+        "instances": instances,
         "peak_fp32_gemm_gflops": round(peak, 1),
         "peak_fp32_gemm_gflops_gpu": round(gpu_peak, 1) if gpu_peak else None,
         "results": rows,
@@ -340,8 +400,10 @@ def _add_speedups(rows: list[dict]) -> None:
     """Throughput and p50 latency relative to PyTorch eager at the same batch and routing count:
     the CPU reference (torch) where it ran, else torch-cuda."""
     ref = {}
-    for runtime in ("torch-cuda", "torch"):  # torch last: it wins where both ran
-        ref.update({(r["batch"], r["routing_iters"]): r for r in rows if r["runtime"] == runtime})
+    for name in ("torch-cuda", "torch"):  # torch last: it wins where both ran
+        ref.update(
+            {(r["batch"], r["routing_iters"]): r for r in rows if r.get("engine_name", r["runtime"]) == name}
+        )
     for r in rows:
         base = ref.get((r["batch"], r["routing_iters"]))
         r["speedup_vs_torch"] = round(r["images_per_second"] / base["images_per_second"], 3) if base else None
@@ -357,7 +419,7 @@ def sweep_routing(
 ) -> dict:
     """Accuracy and latency per routing iteration count, side by side."""
     choices = [
-        EngineChoice(f"{e.label}-r{k}", e.runtime, e.precision, None, k)
+        replace(e, label=f"{e.label}-r{k}", routing_iters=k)
         for k in iterations
         for e in parse_engines(engines, [])
     ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.engines import NAMES, PEERS
 from ..runtime.select import ENGINES
 from .common import handle_errors
 
@@ -24,7 +25,29 @@ def _list(cast):
     callback=_list(str),
     metavar="torch,ort,ort-int8",
     help="Engine mode: engines built from --checkpoint, named <runtime>[-<precision>] "
-    "(torch, ort, ort-fp16, ort-int8, ort-cuda, trt, trt-fp16, trt-int8).",
+    f"({', '.join(NAMES)}; peers: {', '.join(PEERS)}).",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Engine mode: time every engine with N concurrent callers, each on its own clone (N model "
+    "instances; OpenVINO streams); throughput is theirs together. The tuned engine's setting.",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Engine mode: instead of timing, where the time goes at the first batch size, per phase "
+    "(conv1, primary conv, prediction MatMul, u_hat transpose, routing), from OpenVINO's PERF_COUNT "
+    "and ONNX Runtime's profiler (ort and ov engines).",
+)
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Engine mode: also time what a user gets without capsdeploy, in the same run: "
+    + ", ".join(PEERS)
+    + " (OpenVINO with every default on the FP32 and on the INT8 file, torch.compile, bf16 autocast).",
 )
 @click.option(
     "--engine",
@@ -38,7 +61,8 @@ def _list(cast):
     "models",
     callback=_list(str),
     metavar="a.onnx,b.plan",
-    help="Model files: benchmarked as given (engine mode), or the one the clients call (concurrency mode).",
+    help="Model files: benchmarked as given (engine mode; ENGINE=PATH runs one on that engine, e.g. "
+    "ov-int8=int8.onnx; else ort, or trt for .plan), or the one the clients call (concurrency mode).",
 )
 @click.option("--checkpoint", type=click.Path(), help="Run directory: torch, and what named engines export.")
 @click.option(
@@ -144,13 +168,18 @@ def _list(cast):
 @click.option("--markdown", "md_dest", metavar="PATH", help="Engine mode: the table as Markdown.")
 @click.option("--plot", "plot_dest", metavar="PNG", help="Engine mode: latency and throughput vs batch size.")
 @handle_errors
-def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_iters, **kw):
+def bench_cmd(
+    engines, engine, models, checkpoint, threads, json_dest, routing_iters, peers, profile, instances, **kw
+):
     """Benchmarks, each printing the environment first.
 
     \b
     Engine mode (trtexec-style): latency distribution and throughput per engine and batch,
     and the speedup over PyTorch eager measured in the same run:
       capsdeploy bench --checkpoint runs/mnist --engines torch,ort,ort-int8 --batch-sizes 1,8,32,128
+    Peers in the same run (OpenVINO defaults on our FP32 and INT8 files, torch.compile, bf16
+    autocast), beside our engines:
+      capsdeploy bench --checkpoint runs/mnist --engines torch,ort-int8,ov-int8 --peers
     Routing sweep: accuracy and latency per routing iteration count:
       capsdeploy bench --checkpoint runs/mnist --routing-iters 1,2,3,4,5 --dataset mnist \\
           --data-dir ../shared/data/mnist
@@ -173,6 +202,8 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             "--model": models,
             "--checkpoint": checkpoint,
             "--routing-iters": routing_iters,
+            "--peers": peers,
+            "--instances": instances > 1,
         }
         given.update({flag: kw[key] for key, flag in engine_only.items()})
         stray = [flag for flag, value in given.items() if value]
@@ -186,6 +217,15 @@ def bench_cmd(engines, engine, models, checkpoint, threads, json_dest, routing_i
             raise click.UsageError(f"--{flag.replace('_', '-')} needs --url (HTTP mode)")
     if routing_iters and models:
         raise click.UsageError("--routing-iters exports each count from --checkpoint; drop --model")
+    kw["instances"] = instances
+    if profile:
+        return _profile_mode(engines, checkpoint, threads, json_dest, kw)
+    if peers:
+        if routing_iters:
+            raise click.UsageError("--peers belongs to engine mode (--engines), not to --routing-iters")
+        # PyTorch eager is the reference every ratio is taken against: always in the run.
+        engines = ["torch", *[e for e in engines if e != "torch"]]
+        engines += [p for p in PEERS if p not in engines]
     if engines or routing_iters or len(models) > 1 or any(kw[key] for key in engine_only):
         return _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters, kw)
     _concurrency_mode(engine, models, checkpoint, threads, json_dest, kw)
@@ -246,6 +286,7 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
             kw["duration_s"],
             dataset=dataset,
             accuracy_samples=kw["accuracy_samples"],
+            instances=kw["instances"],
             **data,
         )
     report = {"environment": env, "dataset": dataset, **report}
@@ -262,6 +303,41 @@ def _engine_mode(engines, models, checkpoint, threads, json_dest, routing_iters,
         click.echo(format_table(rows))
         for w in report["warnings"]:
             click.echo(f"warning: {w}", err=True)
+
+
+def _profile_mode(engines, checkpoint, threads, json_dest, kw):
+    import tempfile
+    from pathlib import Path
+
+    from ..bench.engine import export_for, parse_engines
+    from ..bench.profile import format_profile, profile_ort, profile_ov
+    from ..envinfo import environment, format_environment
+    from ..fileio import write_json_report
+
+    if not checkpoint or not engines:
+        raise click.UsageError("--profile needs --checkpoint and --engines (ort and ov engines)")
+    batch = (kw["batch_sizes"] or [32])[0]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="capsdeploy-profile-") as tmp:
+        for choice in parse_engines(engines, []):
+            spec = choice.spec
+            if spec.runtime not in ("ort", "ov") or spec.device != "cpu":
+                raise click.UsageError(
+                    f"--profile reads OpenVINO's and ONNX Runtime's CPU counters; not {spec.name}"
+                )
+            path = export_for(choice, checkpoint, Path(tmp), kw["data_dir"])
+            if spec.runtime == "ov":
+                opts = {k: v for k, v in spec.options.items() if k != "cache_dir"}
+                results[choice.label] = profile_ov(path, batch, threads=threads, **opts)
+            else:
+                results[choice.label] = profile_ort(path, batch, threads=threads)
+    env = environment()
+    if json_dest:
+        write_json_report(json_dest, {"environment": env, "batch": batch, "milliseconds": results})
+    if json_dest != "-":
+        click.echo(format_environment(env) + "\n")
+        click.echo(f"batch {batch}: milliseconds per inference by phase (median of 20)")
+        click.echo(format_profile(results))
 
 
 def _http_mode(json_dest, kw):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 
 from ..data import DATASETS
+from ..runtime.engines import CPU_ENGINES
 from .common import data_options, handle_errors
 
 
@@ -49,7 +50,7 @@ from .common import data_options, handle_errors
 )
 @click.option(
     "--engine",
-    type=click.Choice(["torch", "ort"]),
+    type=click.Choice(CPU_ENGINES),
     default="torch",
     show_default=True,
     help="--affine/--multimnist: run the checkpoints in PyTorch, or export each and run ONNX Runtime.",

@@ -9,12 +9,29 @@ def optgroup_triton(f):
     """--format triton: the platform, Triton's scheduling knobs (written into config.pbtxt)."""
     f = click.option("--overwrite", is_flag=True, help="triton: replace an existing repository.")(f)
     f = batching_options("triton: ")(f)
+    f = click.option(
+        "--tuned",
+        "tuned_path",
+        type=click.Path(dir_okay=False, exists=True),
+        help="triton: write the repository for the engine `capsdeploy tune` chose (its tune.json): "
+        "platform, file precision, engine settings, max_batch_size and preferred_batch_size from the "
+        "measured curve. Refused when tuned on another CPU.",
+    )(f)
+    f = click.option(
+        "--ov-precision",
+        type=click.Choice(["f32", "bf16", "default"]),
+        default="f32",
+        show_default=True,
+        help="triton --platform openvino: OpenVINO's inference precision (default: OpenVINO's, bf16 on "
+        "CPUs with AVX512-BF16 or AMX). Triton's backend can ask for bf16 (HINT_BF16) but cannot pin f32.",
+    )(f)
     return click.option(
         "--platform",
-        type=click.Choice(["onnx", "trt"]),
+        type=click.Choice(["onnx", "trt", "openvino"]),
         default="onnx",
         show_default=True,
-        help="triton: onnxruntime_onnx (model.onnx) or tensorrt_plan (model.plan, needs TensorRT).",
+        help="triton: onnxruntime_onnx (model.onnx), tensorrt_plan (model.plan, needs TensorRT) or "
+        "backend openvino (model.onnx; use --precision int8 for OpenVINO's INT8 engine).",
     )(f)
 
 
@@ -87,7 +104,8 @@ def optgroup_triton(f):
     "--int8-ops",
     default="Conv",
     show_default=True,
-    help="INT8: op types to quantize, comma-separated (e.g. Conv,MatMul also quantizes the prediction MatMul).",
+    help="INT8: op types to quantize, comma-separated (Conv,PredictionMatMul also quantizes the prediction "
+    "MatMul and leaves routing's MatMuls in float; Conv,MatMul quantizes routing too).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="INT8: where the calibration images are.")
 @click.option(
@@ -162,6 +180,8 @@ def export_cmd(
     no_engine_cache,
     platform,
     overwrite,
+    tuned_path,
+    ov_precision,
     version_compatible,
     exclude_lean_runtime,
     **kw,
@@ -197,6 +217,20 @@ def export_cmd(
     from ..fileio import write_json_report
 
     batching = batching_from(kw)  # only --format triton uses them
+    tuned = main_parameters = None
+    ov_options = {
+        "inference_precision": None if ov_precision == "default" else ov_precision,
+        "performance_hint": "LATENCY",  # one request per instance; more instances for throughput
+    }
+    if tuned_path:
+        if fmt != "triton":
+            raise UsageError("--tuned writes a Triton repository: add --format triton")
+        from ..bench.tune import repository_plan
+
+        tuned = repository_plan(tuned_path, batching)
+        platform, batching, main_parameters = tuned["platform"], tuned["batching"], tuned["parameters"]
+        kw.update(tuned["export"])
+        ov_options = tuned["ov_options"]
     kw["int8_ops"] = tuple(op.strip() for op in kw["int8_ops"].split(",") if op.strip())
     if kw["int8_target"] == "cpu" and (fmt == "trt" or (fmt == "triton" and platform == "trt")):
         raise UsageError("--int8-target cpu makes a file for ONNX Runtime; TensorRT needs --int8-target trt")
@@ -228,7 +262,11 @@ def export_cmd(
             build.check()
             builder = repository_plan_builder(build)  # refuses --exclude-lean-runtime
             require_tensorrt()  # before any export work
-        report = export_triton(checkpoint, output, opts, batching, platform, builder, overwrite)
+        report = export_triton(
+            checkpoint, output, opts, batching, platform, builder, overwrite, main_parameters, ov_options
+        )
+        if tuned:
+            report["engine"] = tuned["engine"]
         if json_dest:
             write_json_report(json_dest, report)
         if json_dest != "-":

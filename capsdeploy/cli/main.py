@@ -14,6 +14,7 @@ from .predict_cmd import predict_cmd
 from .report_cmd import report_cmd
 from .serve_cmd import serve_cmd
 from .train_cmd import train_cmd
+from .tune_cmd import tune_cmd
 from .validate_cmd import validate_cmd
 from .viz_cmd import viz_cmd
 
@@ -32,6 +33,7 @@ cli.add_command(validate_cmd)
 cli.add_command(predict_cmd)
 cli.add_command(serve_cmd)
 cli.add_command(bench_cmd)
+cli.add_command(tune_cmd)
 cli.add_command(viz_cmd)
 cli.add_command(report_cmd)
 cli.add_command(info_cmd)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.engines import CPU_ENGINES
 from .common import data_options, handle_errors
 
 
@@ -11,7 +12,7 @@ from .common import data_options, handle_errors
 @data_options
 @click.option(
     "--engine",
-    type=click.Choice(["torch", "ort"]),
+    type=click.Choice(CPU_ENGINES),
     default="torch",
     show_default=True,
     help="Run the tests and pictures in PyTorch, or on the exported ONNX graphs.",

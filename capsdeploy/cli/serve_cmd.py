@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.select import ENGINES
 from .common import batching_from, batching_options, handle_errors
 
 
@@ -14,10 +15,11 @@ from .common import batching_from, batching_options, handle_errors
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "trt", "ort", "ort-cuda", "torch", "torch-cuda"]),
+    type=click.Choice(ENGINES),
     default="auto",
     show_default=True,
-    help="auto: TensorRT where it and a GPU are present, else ONNX Runtime (CUDA, then CPU).",
+    help="auto: the engine a repository was tuned for (`export --tuned`), OpenVINO for an openvino "
+    "model, else TensorRT where it and a GPU are present, else ONNX Runtime (CUDA, then CPU).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
 @click.option(

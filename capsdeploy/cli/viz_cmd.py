@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.engines import CPU_ENGINES
 from .common import data_options, handle_errors
 
 
@@ -18,7 +19,7 @@ def _common(f):
     )(f)
     f = click.option(
         "--engine",
-        type=click.Choice(["torch", "ort"]),
+        type=click.Choice(CPU_ENGINES),
         default="torch",
         show_default=True,
         help="Draw what PyTorch computes, or what the exported ONNX graph computes on ONNX Runtime.",

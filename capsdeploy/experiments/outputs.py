@@ -1,7 +1,8 @@
 """A run's outputs on a batch of images, through PyTorch or the exported ONNX graph.
 
-``--engine ort`` exports the run (or takes ``--model``) and runs ONNX Runtime, so a figure
-or a table shows what the deployed model computes, not only what the checkpoint does.
+Any engine of the registry but the checkpoint's own (ort, ov, ov-int8, ...) exports the run (or
+takes ``--model``) and runs that file, so a figure or a table shows what the deployed model
+computes, not only what the checkpoint does.
 """
 
 from __future__ import annotations
@@ -15,30 +16,33 @@ from tqdm import tqdm
 
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
-
-ENGINES = ("torch", "ort")
+from ..runtime.engines import CPU_ENGINES as ENGINES
+from ..runtime.engines import engine_spec
 
 
 @contextlib.contextmanager
 def run_backend(checkpoint, engine: str = "torch", model: str | None = None, with_decoder: bool = False):
-    """A Backend for ``checkpoint``: eager PyTorch, or ONNX Runtime on ``model`` / a fresh export."""
-    from ..runtime.select import make_backend
-
+    """A Backend for ``checkpoint``: eager PyTorch, or an engine on ``model`` / a fresh export."""
     if engine not in ENGINES:
         raise UsageError(f"--engine must be one of {ENGINES}")
+    spec = engine_spec(engine)
     with contextlib.ExitStack() as stack:
-        if engine == "torch":
+        if spec.needs_checkpoint:
             if model:
-                raise UsageError("--model is for --engine ort; --engine torch runs the checkpoint")
-            backend = make_backend("torch", checkpoint=str(checkpoint), with_decoder=with_decoder)
+                raise UsageError(
+                    f"--model is for the exported engines; --engine {engine} runs the checkpoint"
+                )
+            backend = spec.make(checkpoint=str(checkpoint), with_decoder=with_decoder)
         else:
             if model is None:
                 from ..export import ExportOptions, export_onnx
 
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capsdeploy-")))
                 model = str(tmp / "model.onnx")
-                export_onnx(checkpoint, model, ExportOptions(with_decoder=with_decoder))
-            backend = make_backend("ort", model=str(model))
+                export_onnx(
+                    checkpoint, model, ExportOptions(with_decoder=with_decoder, **spec.export_options())
+                )
+            backend = spec.make(model=str(model))
         stack.callback(backend.close)
         yield backend
 

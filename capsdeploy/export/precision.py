@@ -17,8 +17,10 @@ import numpy as np
 import onnx
 
 # Ops quantized to INT8 by default. Quantizing routing too collapsed accuracy to
-# chance in a probe (98.7% -> 10%); convolutions alone kept it.
+# chance in a probe (98.7% -> 10%); convolutions alone kept it. "PredictionMatMul" names the one
+# MatMul with a constant weight (the predictions u_hat = W u), leaving routing's MatMuls in float.
 INT8_OPS = ("Conv",)
+PREDICTION_MATMUL = "PredictionMatMul"
 
 
 class _Calibration:
@@ -78,7 +80,10 @@ def to_int8(
             str(dst),
             _Calibration(input_name, calibration_batches),
             quant_format=QuantFormat.QOperator if quant_format == "qoperator" else QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types),
+            op_types_to_quantize=[("MatMul" if t == PREDICTION_MATMUL else t) for t in op_types],
+            nodes_to_quantize=_prediction_nodes(onnx.load(pre), op_types)
+            if PREDICTION_MATMUL in op_types
+            else None,
             per_channel=True,
             activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -86,3 +91,12 @@ def to_int8(
             extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True},
         )
         return onnx.load(dst)
+
+
+def _prediction_nodes(model: onnx.ModelProto, op_types) -> list[str]:
+    """The nodes to quantize when the prediction MatMul is asked for: those of the other op types,
+    and the first MatMul whose second input is a weight (routing's MatMuls multiply activations)."""
+    weights = {i.name for i in model.graph.initializer}
+    names = [n.name for n in model.graph.node if n.op_type in op_types]
+    pred = next((n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights), None)
+    return names + ([pred] if pred else [])

@@ -24,6 +24,7 @@ from ..model.checkpoint import read_run_info
 from ..repository import DECODER, MAIN_MODEL, BatchingOptions, model_config, render_config
 from ..repository.config import PLATFORMS, ModelDecl, TensorDecl
 from ..repository.layout import find_models
+from ..repository.openvino import triton_parameters
 from .decoder_export import export_decoder
 from .onnx_export import ExportOptions, export_onnx
 
@@ -39,8 +40,12 @@ def export_triton(
     platform: str = "onnx",
     build_plan: PlanBuilder | None = None,
     overwrite: bool = False,
+    main_parameters: dict[str, str] | None = None,
+    ov_options: dict | None = None,
 ) -> dict:
-    """Write ``repo``; return a report naming every file written."""
+    """Write ``repo``; return a report naming every file written. ``main_parameters`` go into
+    the main model's config (a tuned engine and its CPU); ``ov_options`` are the OpenVINO
+    settings (inference precision, hint, streams, threads) of ``platform="openvino"``."""
     batching.check()
     if platform not in PLATFORMS:
         raise UsageError(f"--platform must be one of {sorted(PLATFORMS)}")
@@ -54,7 +59,16 @@ def export_triton(
     repo.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
     try:
-        report = _write(staging, checkpoint, opts, batching, platform, build_plan)
+        extra = {}
+        if platform == "openvino":
+            ov = dict(ov_options or {"inference_precision": "f32", "performance_hint": "LATENCY"})
+            if batching.instances > 1 and ov.get("streams") is None:
+                # Each instance is an infer request; on one stream they would wait for each other.
+                ov.update(streams=batching.instances, performance_hint="THROUGHPUT")
+            extra = triton_parameters(ov)
+        report = _write(
+            staging, checkpoint, opts, batching, platform, build_plan, extra, main_parameters or {}
+        )
         find_models(staging)  # parse every config and check it against its model file
         _swap_into_place(staging, repo)
     finally:
@@ -66,7 +80,7 @@ def export_triton(
     return report
 
 
-def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
+def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, main_extra) -> dict:
     arch = read_run_info(checkpoint).arch
     main_name = MAIN_MODEL[arch]
     caps_onnx = staging / main_name / "1" / "model.onnx"
@@ -90,7 +104,8 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan) -> dict:
     }
     models = {}
     for name, onnx_path in exported:
-        decl = _declare(name, onnx_path, PLATFORMS[platform], parameters)
+        params = {**parameters, **extra, **(main_extra if name == main_name else {})}
+        decl = _declare(name, onnx_path, PLATFORMS[platform], params)
         files = [onnx_path]
         compat = None
         if platform == "trt":
@@ -160,6 +175,8 @@ def _swap_into_place(staging: Path, repo: Path) -> None:
 def describe(report: dict) -> str:
     """A short human summary of an export report."""
     lines = [f"wrote Triton model repository {report['repository']} ({report['precision']})"]
+    if report.get("engine"):
+        lines[0] += f" for the tuned engine {report['engine']}"
     for name, m in report["models"].items():
         ins = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["inputs"].items())
         outs = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["outputs"].items())

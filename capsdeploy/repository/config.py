@@ -16,9 +16,12 @@ CAPSNET = "capsnet"  # image -> scores, poses
 DECODER = "capsnet_decoder"  # masked poses -> reconstruction
 # The model a run's architecture is served as (a baseline CNN has no decoder beside it).
 MAIN_MODEL = {"capsnet": CAPSNET, "cnn-baseline": "cnn_baseline"}
-PLATFORMS = {"onnx": "onnxruntime_onnx", "trt": "tensorrt_plan"}
+# --platform -> what config.pbtxt names: a platform, or (OpenVINO has none) a backend.
+PLATFORMS = {"onnx": "onnxruntime_onnx", "trt": "tensorrt_plan", "openvino": "openvino"}
+BACKENDS = {"openvino"}  # declared as `backend:`, not `platform:`
 MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
-BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
+# Triton's defaults per backend; OpenVINO's is model.xml, so our configs name model.onnx.
+BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "openvino": "model.xml"}
 
 
 @dataclass
@@ -77,7 +80,12 @@ def pb2():
 def model_config(decl: ModelDecl, opts: BatchingOptions):
     """A ``ModelConfig`` message for ``decl`` with ``opts``'s batching and instances."""
     pb = pb2()
-    cfg = pb.ModelConfig(name=decl.name, platform=decl.platform, max_batch_size=opts.max_batch_size)
+    cfg = pb.ModelConfig(name=decl.name, max_batch_size=opts.max_batch_size)
+    if decl.platform in BACKENDS:
+        cfg.backend = decl.platform
+        cfg.default_model_filename = "model.onnx"
+    else:
+        cfg.platform = decl.platform
     for t, target in ((decl.inputs, cfg.input), (decl.outputs, cfg.output)):
         for tensor in t:
             target.add(
@@ -93,12 +101,11 @@ def model_config(decl: ModelDecl, opts: BatchingOptions):
         policy.allow_timeout_override = True
         policy.timeout_action = pb.ModelQueuePolicy.REJECT
     group = cfg.instance_group.add(count=opts.instances)
-    # A plan runs on a GPU; ONNX models let Triton choose (GPU where it has one).
-    group.kind = (
-        pb.ModelInstanceGroup.KIND_GPU
-        if decl.platform == "tensorrt_plan"
-        else pb.ModelInstanceGroup.KIND_AUTO
-    )
+    # A plan runs on a GPU; OpenVINO on the CPU; ONNX models let Triton choose (GPU where it has one).
+    group.kind = {
+        "tensorrt_plan": pb.ModelInstanceGroup.KIND_GPU,
+        "openvino": pb.ModelInstanceGroup.KIND_CPU,
+    }.get(decl.platform, pb.ModelInstanceGroup.KIND_AUTO)
     for key, value in decl.parameters.items():
         cfg.parameters[key].string_value = value
     return cfg

@@ -135,6 +135,12 @@ class Backend(ABC):
         off (torch, ONNX Runtime); a TensorRT plan says what it was built with."""
         return "FP32 (TF32 off)"
 
+    @property
+    def compute_precision(self) -> str | None:
+        """The precision the engine computes in when it differs from its file's (OpenVINO running
+        an FP32 file in bf16); None: the file's. Validation picks its tolerance by it."""
+        return None
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         checked = check_feeds(self.inputs(), feeds, self.max_batch_size, self.min_batch_size)
         try:

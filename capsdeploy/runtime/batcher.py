@@ -363,7 +363,12 @@ class DynamicBatcher:
             try:
                 self.on_batch(
                     BatchStats(
-                        rows, len(batch), worker, tuple(start - r.enqueued for r in batch), end - start, *phases
+                        rows,
+                        len(batch),
+                        worker,
+                        tuple(start - r.enqueued for r in batch),
+                        end - start,
+                        *phases,
                     )
                 )
             except Exception:

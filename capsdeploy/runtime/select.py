@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UsageError
+from .engines import NAMES, engine_spec
 
-ENGINES = ("auto", "trt", "ort", "ort-cuda", "torch", "torch-cuda")
+ENGINES = ("auto", *NAMES)  # what --engine offers; the registry (engines.py) defines them
 
 
 def resolve_auto(model: str | None, checkpoint: str | None) -> tuple[str, str]:
@@ -31,41 +30,7 @@ def resolve_auto(model: str | None, checkpoint: str | None) -> tuple[str, str]:
 
 
 def make_backend(engine: str, model: str | None = None, checkpoint: str | None = None, **kw):
-    """Build the backend for ``engine``; ``kw`` goes to the backend's constructor."""
+    """Build the backend for ``engine`` (a registry name, or auto); ``kw`` goes to its constructor."""
     if engine == "auto":
         engine, _ = resolve_auto(model, checkpoint)
-    if engine in ("ort", "ort-cuda"):
-        if not model or str(model).endswith(".plan"):
-            raise UsageError("--engine ort needs --model model.onnx")
-        from .ort_backend import OrtBackend
-
-        if engine == "ort-cuda":
-            kw.setdefault("providers", ["CUDAExecutionProvider", "CPUExecutionProvider"])
-        return OrtBackend(model, **kw)
-    if engine in ("torch", "torch-cuda"):
-        if not checkpoint:
-            raise UsageError(f"--engine {engine} needs --checkpoint DIR")
-        from .torch_backend import TorchBackend
-
-        if engine == "torch-cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise UsageError("--engine torch-cuda: no CUDA device is visible; use --engine torch")
-            kw.setdefault("device", "cuda")
-        return TorchBackend(checkpoint, **kw)
-    if engine == "trt":
-        if not model:
-            raise UsageError("--engine trt needs --model (model.onnx, built and cached, or model.plan)")
-        from .trt.backend import TrtBackend
-        from .trt.environment import require_tensorrt
-
-        require_tensorrt()
-        plan = Path(model)
-        if plan.suffix != ".plan":
-            from .trt.build import BuildOptions, build_engine
-
-            # Built into (or taken from) the engine cache, named by its cache key.
-            plan = Path(build_engine(model, None, BuildOptions())["output"])
-        return TrtBackend(plan, **kw)
-    raise UsageError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    return engine_spec(engine).make(model=model, checkpoint=checkpoint, **kw)

@@ -25,6 +25,7 @@ class TorchBackend(Backend):
         routing_iters: int | None = None,
         with_decoder: bool = False,
         compile: bool = False,
+        autocast: str | None = None,
     ):
         self.device = torch.device(device)
         if self.device.type == "cuda":
@@ -32,6 +33,8 @@ class TorchBackend(Backend):
         self.model, self.info = load_run(checkpoint, self.device, routing_iters)
         self.with_decoder = with_decoder
         self._forward = torch.compile(self.model) if compile else self.model
+        # A peer in bench: eager PyTorch under bf16 autocast, what a user would try first.
+        self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}[autocast] if autocast else None
         cfg = self.model.config
         self._input = TensorSpec(
             INPUT_NAME, "float32", (None, cfg.in_channels, cfg.image_size, cfg.image_size)
@@ -55,10 +58,22 @@ class TorchBackend(Backend):
         names = self.model.output_names[:n]
         return [TensorSpec(name, "float32", s) for name, s in zip(names, shapes[:n], strict=True)]
 
+    @property
+    def math(self) -> str:
+        return "BF16/FP16 autocast" if self._autocast is not None else super().math
+
+    @property
+    def compute_precision(self) -> str | None:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._autocast)
+
     @torch.inference_mode()
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device)
-        out = self._forward(x, reconstruct=self.with_decoder)
+        if self._autocast is not None:
+            with torch.autocast(self.device.type, dtype=self._autocast):
+                out = self._forward(x, reconstruct=self.with_decoder)
+        else:
+            out = self._forward(x, reconstruct=self.with_decoder)
         names = self.model.output_names
         return {name: t.float().cpu().numpy() for name, t in zip(names, out, strict=False)}
 

@@ -209,7 +209,7 @@ def load_repository(repo: str | Path, engine: str = "auto", on_batch=None) -> di
     models: dict[str, ServedModel] = {}
     try:
         for entry in find_models(repo):
-            backend = _backend_for_file(entry.model_file, engine)
+            backend = _backend_for_file(entry.model_file, engine, entry.config)
             models[entry.name] = serve_model(entry.name, entry.version, entry.config, backend, on_batch)
             log.info(
                 "loaded %s v%s (%s on %s)", entry.name, entry.version, entry.config.platform, backend.name
@@ -221,15 +221,27 @@ def load_repository(repo: str | Path, engine: str = "auto", on_batch=None) -> di
     return models
 
 
-def _backend_for_file(path: Path, engine: str) -> Backend:
+def _backend_for_file(path: Path, engine: str, config=None) -> Backend:
     from ..runtime.select import make_backend, resolve_auto
+    from ..runtime.tuned import engine_for_model
 
+    kw = {}
+    params = {k: v.string_value for k, v in config.parameters.items()} if config is not None else {}
+    platform = (config.platform or config.backend) if config is not None else ""
     if engine == "auto":
-        engine, why = resolve_auto(str(path), None)
+        if config is not None:  # a tuned model names its engine; an openvino model its settings
+            engine, why, kw = engine_for_model(path, platform, params)
+        else:
+            engine, why = resolve_auto(str(path), None)
         log.info("%s: --engine auto chose %s (%s)", path, engine, why)
+    elif engine.startswith("ov") and platform == "openvino":
+        from ..repository.openvino import options_from_parameters
+
+        kw = options_from_parameters(params)
+        kw.pop("inference_precision")  # the named engine's precision wins
     if path.suffix == ".plan" and engine != "trt":
         raise UsageError(f"{path} is a TensorRT plan; serve it with --engine trt (or auto)")
-    return make_backend(engine, model=str(path))
+    return make_backend(engine, model=str(path), **kw)
 
 
 def load_model_path(

@@ -122,7 +122,9 @@ def parse_infer_request(
             continue
         name = item.get("name", f"inputs[{i}]")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}")
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+            )
         if offset + size > len(blobs):
             raise ProtocolError(
                 f"input {name!r}: binary_data_size {size} runs past the end of the body "
@@ -189,7 +191,9 @@ def _no_reserved(params: dict, what: str) -> None:
         k for k in params if isinstance(k, str) and k.startswith("triton_") and k not in TRITON_REQUEST_PARAMS
     )
     if reserved:
-        raise ProtocolError(f"{what}: {reserved} use the prefix 'triton_', reserved for Triton usage; rename them")
+        raise ProtocolError(
+            f"{what}: {reserved} use the prefix 'triton_', reserved for Triton usage; rename them"
+        )
     for k in TRITON_REQUEST_PARAMS:
         if k in params and not isinstance(params[k], bool):
             raise ProtocolError(f"{what}: invalid value type for {k!r}, expected a bool")
@@ -234,8 +238,15 @@ def _decode_tensor(item: dict, spec: InputSpec, raw, shm, max_rows: int | None =
     count = math.prod(shape)
     params = _dict(item.get("parameters"), f"input {name!r} parameters")
     ref = _shm_ref(params, f"input {name!r}")
-    given_sources = [s for s, on in (("data", "data" in item), ("binary data", raw is not None),
-                                     ("shared memory", ref is not None)) if on]
+    given_sources = [
+        s
+        for s, on in (
+            ("data", "data" in item),
+            ("binary data", raw is not None),
+            ("shared memory", ref is not None),
+        )
+        if on
+    ]
     if len(given_sources) > 1:
         raise ProtocolError(f"input {name!r}: give its values once, not as {' and '.join(given_sources)}")
     dtype = np.dtype(spec.dtype)
@@ -260,7 +271,9 @@ def _decode_tensor(item: dict, spec: InputSpec, raw, shm, max_rows: int | None =
             )
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True).reshape(shape)
     if "data" not in item:
-        raise ProtocolError(f"input {name!r}: give `data`, parameters.binary_data_size or a shared memory region")
+        raise ProtocolError(
+            f"input {name!r}: give `data`, parameters.binary_data_size or a shared memory region"
+        )
     if spec.dtype == "float16":
         raise ProtocolError(
             f"input {name!r}: FP16 has no JSON form; send it as binary data (binary_data_size)"

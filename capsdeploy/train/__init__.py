@@ -4,4 +4,12 @@ from .evaluate import classification_report, evaluate, predict
 from .loop import TrainResult, resume_options, train
 from .options import TrainOptions
 
-__all__ = ["TrainOptions", "TrainResult", "classification_report", "evaluate", "predict", "resume_options", "train"]
+__all__ = [
+    "TrainOptions",
+    "TrainResult",
+    "classification_report",
+    "evaluate",
+    "predict",
+    "resume_options",
+    "train",
+]

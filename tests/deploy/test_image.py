@@ -62,7 +62,18 @@ def served(image, repo):
     port = free_port()
     c = Container(
         image,
-        ["/models", "--host", "127.0.0.1", "--port", port, *side_ports(), "--drain-delay", "1", "--grace", "10"],
+        [
+            "/models",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            *side_ports(),
+            "--drain-delay",
+            "1",
+            "--grace",
+            "10",
+        ],
         {repo: "/models:ro"},
         extra=["--network", "host", "--read-only"],
     )
@@ -117,7 +128,18 @@ def test_sigterm_exits_0_within_the_grace_period(image, repo):
     port = free_port()
     c = Container(
         image,
-        ["/models", "--host", "127.0.0.1", "--port", port, *side_ports(), "--drain-delay", "1", "--grace", "10"],
+        [
+            "/models",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            *side_ports(),
+            "--drain-delay",
+            "1",
+            "--grace",
+            "10",
+        ],
         {repo: "/models:ro"},
         extra=["--network", "host", "--read-only"],
     )

@@ -181,3 +181,19 @@ def test_three_channel_36px_variant_exports(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (3, 3, 36, 36), dtype=np.uint8)
     ref = _torch_outputs(run, pixels.astype(np.float32) / 255)
     assert compare_outputs(ref, backend.infer({"image": pixels}), FP32).passed
+
+
+def test_prediction_matmul_alone_is_quantized_routing_stays_float(tiny_run, tmp_path):
+    import onnx
+
+    from capsdeploy.export import ExportOptions, export_onnx
+
+    export_onnx(
+        tiny_run, tmp_path / "q.onnx",
+        ExportOptions(precision="int8", calib_samples=16, int8_ops=("Conv", "PredictionMatMul")),
+    )  # fmt: skip
+    graph = onnx.load(tmp_path / "q.onnx").graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    quantized = [n.name for n in matmuls if all(made_by.get(i) == "DequantizeLinear" for i in n.input)]
+    assert len(matmuls) > 1 and len(quantized) == 1  # the prediction MatMul; routing's are float

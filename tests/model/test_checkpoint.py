@@ -58,9 +58,15 @@ def test_run_info_answers_what_the_stages_ask_of_the_training_data(tmp_path, tin
     from capsdeploy.model.checkpoint import RunInfo, read_run_info
 
     doc = build_config_doc(
-        tiny_cfg, [str(i) for i in range(tiny_cfg.num_classes)], default_normalization(1),
-        dataset={"name": "fashion-mnist", "train_split": "digits", "test_split": "held",
-                 "multimnist": {"pairs_per_digit": 2}},
+        tiny_cfg,
+        [str(i) for i in range(tiny_cfg.num_classes)],
+        default_normalization(1),
+        dataset={
+            "name": "fashion-mnist",
+            "train_split": "digits",
+            "test_split": "held",
+            "multimnist": {"pairs_per_digit": 2},
+        },
         training={"data_dir": "/data"},
     )
     info = read_run_info(save_run(tmp_path / "run", CapsNet(tiny_cfg), doc))

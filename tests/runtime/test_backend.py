@@ -7,6 +7,7 @@ from capsdeploy.errors import InferenceError, InvalidInputError, UsageError
 from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.backend import Backend, TensorSpec
 from capsdeploy.runtime.ort_backend import OrtBackend
+from capsdeploy.runtime.ov_backend import OvBackend
 from capsdeploy.runtime.torch_backend import TorchBackend
 
 
@@ -14,10 +15,10 @@ from capsdeploy.runtime.torch_backend import TorchBackend
 def engines(tiny_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("be") / "m.onnx"
     export_onnx(tiny_run, path, ExportOptions())
-    return {"ort": OrtBackend(path), "torch": TorchBackend(tiny_run)}
+    return {"ort": OrtBackend(path), "torch": TorchBackend(tiny_run), "ov": OvBackend(path)}
 
 
-@pytest.mark.parametrize("engine", ["ort", "torch"])
+@pytest.mark.parametrize("engine", ["ort", "torch", "ov"])
 @pytest.mark.parametrize(
     "feeds, words",
     [
@@ -38,7 +39,7 @@ def test_every_engine_refuses_the_same_bad_feeds(engines, engine, feeds, words):
     assert isinstance(e.value, UsageError) and e.value.exit_code == 2
 
 
-@pytest.mark.parametrize("engine", ["ort", "torch"])
+@pytest.mark.parametrize("engine", ["ort", "torch", "ov"])
 def test_clone_shares_the_model_and_agrees(engines, engine):
     backend = engines[engine]
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)

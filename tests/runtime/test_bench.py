@@ -374,3 +374,56 @@ def test_each_int8_flavour_gets_its_own_export():
     }
     assert names["ort-int8"] != names["trt-int8"] == names["ort-cuda-int8"]
     assert len({names["ort"], names["ort-int8"], names["trt-int8"]}) == 3
+
+
+def test_peers_run_beside_our_engines_in_the_same_run(tiny_run):
+    """--peers: OpenVINO with every default on the FP32 and the INT8 file, torch.compile and
+    bf16 autocast, each a row of the same report, with PyTorch eager as the reference."""
+    proc = capsdeploy(
+        "bench", "--checkpoint", tiny_run, "--engines", "ov", "--peers", "--batch-sizes", "2",
+        "--warmup-s", 0.01, "--duration-s", 0.05, "--accuracy-samples", 16, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["engine"]: r for r in json.loads(proc.stdout)["results"]}
+    peers = {"ov-defaults", "ov-defaults-int8", "torch-compile", "torch-bf16-autocast"}
+    assert set(rows) == {"torch", "ov"} | peers
+    assert {e for e, r in rows.items() if r["peer"]} == peers
+    assert all(r["speedup_vs_torch"] is not None for r in rows.values())
+    assert rows["torch-compile"]["accuracy"] == rows["torch"]["accuracy"]
+    assert rows["ov-defaults-int8"]["math"].startswith("INT8")
+    assert rows["torch-bf16-autocast"]["math"] == "BF16/FP16 autocast" and rows["ov"]["math"] == "FP32"
+    from capsdeploy.runtime.ov_backend import core
+
+    default_bf16 = "bf" in str(core().get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
+    assert rows["ov-defaults"]["math"].startswith("BF16" if default_bf16 else "FP32")
+
+
+def test_a_model_file_runs_on_the_engine_named_before_it(tiny_run, tmp_path):
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    proc = capsdeploy(
+        "bench", "--model", f"{tmp_path / 'm.onnx'},ov-bf16={tmp_path / 'm.onnx'},ov={tmp_path / 'm.onnx'}",
+        "--batch-sizes", "2", "--warmup-s", 0, "--duration-s", 0.02, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["engine"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(rows) == {"m.onnx", "ov-bf16:m.onnx", "ov:m.onnx"}
+    assert rows["m.onnx"]["runtime"] == "ort" and rows["ov:m.onnx"]["math"] == "FP32"
+    from capsdeploy.runtime.ov_backend import device_capabilities
+
+    if "BF16" in device_capabilities():
+        assert rows["ov-bf16:m.onnx"]["math"].startswith("BF16")
+    bad = capsdeploy("bench", "--model", f"onnx-int4={tmp_path / 'm.onnx'}", "--batch-sizes", "1")
+    assert bad.returncode == 2 and "unknown engine 'onnx-int4'" in bad.stderr
+
+
+def test_instances_time_every_engine_with_concurrent_clones(tiny_run):
+    proc = capsdeploy(
+        "bench", "--checkpoint", tiny_run, "--engines", "ort,ov", "--instances", 2, "--batch-sizes", "2",
+        "--warmup-s", 0, "--duration-s", 0.1, "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["instances"] == 2 and {x["instances"] for x in r["results"]} == {2}
+    assert all(x["iterations"] >= 2 and x["images_per_second"] > 0 for x in r["results"])
+    bad = capsdeploy("bench", "--url", "http://127.0.0.1:9", "--instances", 2)
+    assert bad.returncode == 2 and "--instances" in bad.stderr

@@ -103,3 +103,27 @@ def test_import_capsdeploy_does_not_import_torch():
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_predict_on_openvino_runs_where_torch_cannot_be_imported(tiny_run, tmp_path):
+    """--engine ov on a torch-free install: torch unimportable, the same predictions as ort."""
+    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8"))
+    images = load_split("synthetic", "t10k", limit=3).images
+    for i, img in enumerate(images):
+        Image.fromarray(img[0]).save(tmp_path / f"{i}.png")
+    code, env, modules = torch_blocked(tmp_path)
+    got = {}
+    for engine in ("ov", "ort"):
+        args = ["predict", *(tmp_path / f"{i}.png" for i in range(3)), "--engine", engine, "--model"]
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *map(str, args), tmp_path / "m.onnx"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        got[engine] = json.loads(proc.stdout)
+        assert "torch" not in json.loads(modules.read_text())
+    assert got["ov"]["engine"] == "ov" and _requirements("runtime.txt") >= {"openvino"}
+    for a, b in zip(got["ov"]["predictions"], got["ort"]["predictions"], strict=True):
+        assert a["class"] == b["class"] and abs(a["score"] - b["score"]) < 1e-5

@@ -9,8 +9,25 @@ from tests.helpers import capsdeploy
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_real_digits_parity(paper_mnist_run, tmp_path, precision):
+@pytest.mark.parametrize(
+    "precision, engine",
+    [
+        ("fp32", "ort"),
+        ("fp16", "ort"),
+        ("int8", "ort"),
+        ("fp32", "ov"),
+        ("bf16", "ov-bf16"),
+        ("int8", "ov-int8"),
+    ],
+)
+def test_real_digits_parity(paper_mnist_run, tmp_path, precision, engine):
+    if engine == "ov-bf16":
+        from capsdeploy.runtime.ov_backend import device_capabilities
+
+        if "BF16" not in device_capabilities():
+            pytest.skip(
+                "OpenVINO reports no BF16 on this CPU (its refusal: tests/runtime/test_ov_backend.py)"
+            )
     model = tmp_path / f"{precision}.onnx"
     capsdeploy(
         "export",
@@ -19,7 +36,7 @@ def test_real_digits_parity(paper_mnist_run, tmp_path, precision):
         "-o",
         model,
         "--precision",
-        precision,
+        "fp32" if precision == "bf16" else precision,  # ov-bf16 runs the FP32 file in bf16
         "--input-dtype",
         "uint8",
         "--calib-samples",
@@ -34,6 +51,8 @@ def test_real_digits_parity(paper_mnist_run, tmp_path, precision):
         paper_mnist_run,
         "--model",
         model,
+        "--engine",
+        engine,
         "--data-dir",
         SHARED_MNIST,
         "--num-samples",
@@ -43,8 +62,12 @@ def test_real_digits_parity(paper_mnist_run, tmp_path, precision):
     )
     r = json.loads(proc.stdout)
     assert proc.returncode == 0 and r["passed"], r["failures"]
+    assert r["precision"] == precision  # the tolerance it was judged by
     if precision == "fp32":
         assert r["outputs"]["scores"]["max_abs_error"] <= 1e-5 and r["top1_agreement"] == 1.0
+    if precision == "bf16":
+        assert r["math"].startswith("BF16") and r["top1_agreement"] >= 0.999
+        assert r["reference_accuracy"] - r["candidate_accuracy"] <= 0.001 + 1e-9
     if precision == "fp16":
         assert r["top1_agreement"] >= 0.999
     if precision == "int8":

@@ -28,16 +28,31 @@ def test_perf_analyzer_random_data_at_1_8_32(server, perf_analyzer, protocol):
     host_port = server.host_port if protocol == "http" else server.grpc_host_port
     for concurrency in (1, 8, 32):
         code, out = run_perf_analyzer(
-            perf_analyzer, "-m", "capsnet", "-u", host_port, "-i", protocol,
-            "--concurrency-range", concurrency,
+            perf_analyzer,
+            "-m",
+            "capsnet",
+            "-u",
+            host_port,
+            "-i",
+            protocol,
+            "--concurrency-range",
+            concurrency,
         )
         assert_ran_with_server_stats(code, out, 1)
 
 
 def test_perf_analyzer_grpc_streaming(server, perf_analyzer):
     code, out = run_perf_analyzer(
-        perf_analyzer, "-m", "capsnet", "-u", server.grpc_host_port, "-i", "grpc", "--streaming",
-        "--concurrency-range", "1:8:7",
+        perf_analyzer,
+        "-m",
+        "capsnet",
+        "-u",
+        server.grpc_host_port,
+        "-i",
+        "grpc",
+        "--streaming",
+        "--concurrency-range",
+        "1:8:7",
     )
     assert_ran_with_server_stats(code, out, 2)
 
@@ -65,8 +80,17 @@ def test_perf_analyzer_system_shared_memory(server, perf_analyzer, protocol):
     watcher.start()
     try:
         code, out = run_perf_analyzer(
-            perf_analyzer, "-m", "capsnet", "-u", host_port, "-i", protocol, "--shared-memory", "system",
-            "--concurrency-range", "4",
+            perf_analyzer,
+            "-m",
+            "capsnet",
+            "-u",
+            host_port,
+            "-i",
+            protocol,
+            "--shared-memory",
+            "system",
+            "--concurrency-range",
+            "4",
         )
     finally:
         done.set()

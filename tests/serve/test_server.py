@@ -209,7 +209,9 @@ def test_binary_request_without_content_type_and_raw_body(server):
     )
     assert status == 200
     m = int(headers["inference-header-content-length"])
-    np.testing.assert_allclose(np.frombuffer(raw[m : m + 40], np.float32).reshape(1, 10), scores[:1], atol=1e-6)
+    np.testing.assert_allclose(
+        np.frombuffer(raw[m : m + 40], np.float32).reshape(1, 10), scores[:1], atol=1e-6
+    )
 
 
 def _digit_png(mnist_dir) -> bytes:
@@ -279,9 +281,7 @@ def _binary(size, extra=b"", declared=None):
 
 
 def _binary_with_data():
-    header = json.dumps(
-        {"inputs": [{**IMG, "parameters": {"binary_data_size": 3136}}]}
-    ).encode()
+    header = json.dumps({"inputs": [{**IMG, "parameters": {"binary_data_size": 3136}}]}).encode()
     return header + b"\0" * 3136, {"Inference-Header-Content-Length": str(len(header))}
 
 
