@@ -51,45 +51,47 @@ def repo(tiny_run, tmp_path_factory):
     return dest
 
 
-def side_ports() -> list:
-    """Free gRPC and metrics ports: on the host network two containers (and anything else on
-    the machine) would otherwise both claim the defaults 8001 and 8002."""
-    return ["--grpc-port", free_port(), "--metrics-port", free_port()]
+def server_args(port: int, grpc_port: int | None = None) -> list:
+    """`serve` arguments on the host network: every port chosen free, since two containers (and
+    anything else on the machine) would otherwise both claim the defaults 8001 and 8002."""
+    grpc_port = grpc_port or free_port()
+    return [
+        "/models",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--grpc-port",
+        grpc_port,
+        "--metrics-port",
+        free_port(),
+        "--drain-delay",
+        "1",
+        "--grace",
+        "10",
+    ]
 
 
 @pytest.fixture(scope="module")
 def served(image, repo):
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     c = Container(
-        image,
-        [
-            "/models",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            port,
-            *side_ports(),
-            "--drain-delay",
-            "1",
-            "--grace",
-            "10",
-        ],
-        {repo: "/models:ro"},
-        extra=["--network", "host", "--read-only"],
+        image, server_args(port, grpc_port), {repo: "/models:ro"}, extra=["--network", "host", "--read-only"]
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}", c)
-        yield c, f"127.0.0.1:{port}"
+        yield c, f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
     finally:
         c.remove()
 
 
 def test_image_answers_v2_as_the_host_does(served, repo, mnist_dir):
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     from capsdeploy.runtime.ort_backend import OrtBackend
 
-    _, url = served
+    _, url, grpc_url = served
     pixels = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:16]
     x = (pixels.astype(np.float32) / 255.0)[:, None]
     host = OrtBackend(repo / "capsnet" / "1" / "model.onnx").infer({"image": x})
@@ -99,10 +101,17 @@ def test_image_answers_v2_as_the_host_does(served, repo, mnist_dir):
     result = client.infer("capsnet", [inp])
     for name in ("scores", "poses"):
         np.testing.assert_allclose(result.as_numpy(name), host[name], atol=1e-6, rtol=0)
+    # The same over gRPC, Triton's GRPCInferenceService on the container's gRPC port.
+    grpc = grpcclient.InferenceServerClient(grpc_url)
+    ginp = grpcclient.InferInput("image", list(x.shape), "FP32")
+    ginp.set_data_from_numpy(x)
+    gresult = grpc.infer("capsnet", [ginp])
+    for name in ("scores", "poses"):
+        np.testing.assert_allclose(gresult.as_numpy(name), host[name], atol=1e-6, rtol=0)
 
 
 def test_image_runs_as_non_root_with_a_read_only_root(served):
-    c, _ = served
+    c, _, _ = served
     assert c.exec("id", "-u", check=True).stdout.strip() == "10001"
     assert c.state()["Status"] == "running"
     write = c.exec("sh", "-c", "touch /opt/venv/x")
@@ -126,23 +135,7 @@ def test_image_has_no_torch(image):
 
 def test_sigterm_exits_0_within_the_grace_period(image, repo):
     port = free_port()
-    c = Container(
-        image,
-        [
-            "/models",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            port,
-            *side_ports(),
-            "--drain-delay",
-            "1",
-            "--grace",
-            "10",
-        ],
-        {repo: "/models:ro"},
-        extra=["--network", "host", "--read-only"],
-    )
+    c = Container(image, server_args(port), {repo: "/models:ro"}, extra=["--network", "host", "--read-only"])
     try:
         wait_ready(f"http://127.0.0.1:{port}", c)
         t0 = time.monotonic()
