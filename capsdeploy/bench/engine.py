@@ -25,6 +25,10 @@ from ..runtime.engines import EngineSpec, engine_spec
 
 CV_WARNING = 0.05
 
+# INT8 files that bench and tune export are calibrated on this many training digits; a
+# repository written from a tune file (`export --tuned`) uses the same, so it serves what was validated.
+BENCH_CALIB_SAMPLES = 256
+
 
 @dataclass(frozen=True)
 class EngineChoice:
@@ -136,7 +140,7 @@ def export_for(choice: EngineChoice, checkpoint: str, workdir: Path, data_dir: s
             onnx_path,
             ExportOptions(
                 routing_iters=choice.routing_iters,
-                calib_samples=256,
+                calib_samples=BENCH_CALIB_SAMPLES,
                 data_dir=data_dir,
                 **choice.export_options(),
             ),

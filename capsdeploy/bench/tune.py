@@ -224,6 +224,8 @@ def tune(
                         continue
                     say(f"{c.label}: batch {b}")
                     row["timings"][str(b)] = timer(c, backend, feeds_for(backend, data.images, b), b)
+            except CapsDeployError as e:  # one candidate's failure is its verdict, not the run's
+                row["verdict"], row["reason"], row["timings"] = "rejected", f"failed: {e}", {}
             finally:
                 backend.close()
     env = environment()
@@ -326,11 +328,20 @@ def repository_plan(path: str | Path, batching) -> dict:
 
     doc = load_tune(path)
     check_same_cpu(doc["cpu"], str(path))
+    if doc.get("model"):
+        # The repository is exported from the checkpoint; a file tuned as given may differ from
+        # that export (routing iterations, input dtype, INT8 flavour), so it was not what was measured.
+        raise UsageError(
+            f"{path} was tuned on the file {doc['model']}; a repository is exported from the checkpoint, "
+            "so re-run `capsdeploy tune --checkpoint RUN` without --model and pass that tune file"
+        )
     win = doc["winners"].get("repository")
     if not win:
         raise UsageError(f"{path}: no candidate a repository can hold passed validation")
     spec = engine_spec(win["engine"])
-    export = {**spec.export_options(), **win["export"]}
+    from .engine import BENCH_CALIB_SAMPLES
+
+    export = {**spec.export_options(), **win["export"], "calib_samples": BENCH_CALIB_SAMPLES}
     if isinstance(export.get("int8_ops"), list | tuple):
         export["int8_ops"] = ",".join(export["int8_ops"])
     best = win["batch"]
@@ -344,7 +355,11 @@ def repository_plan(path: str | Path, batching) -> dict:
         "engine": win["label"],
         "platform": PLATFORM_OF[spec.runtime],
         "export": export,
-        "ov_options": {**spec.options, **win["options"]} if spec.runtime == "ov" else None,
+        # f32 unless the engine or the winner says otherwise: OpenVINO's own default is bf16 where
+        # the CPU has it, which is not what an f32 winner was measured at.
+        "ov_options": {"inference_precision": "f32", **spec.options, **win["options"]}
+        if spec.runtime == "ov"
+        else None,
         "batching": batching,
         "parameters": {
             ENGINE_KEY: win["engine"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import threading
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 from ..contract import ModelMetadata
 from ..errors import CapsDeployError, UsageError
 from .backend import Backend, TensorSpec
+
+log = logging.getLogger("capsdeploy.ov")
 
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -94,8 +97,13 @@ class OvBackend(Backend):
         if cache_dir is DEFAULT:
             cache_dir = default_cache_dir()
         if cache_dir:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(cache_dir)
+            try:
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+                config["CACHE_DIR"] = str(cache_dir)
+            except OSError as e:
+                # A read-only root (the serving image, Kubernetes' readOnlyRootFilesystem) has no
+                # writable cache: compile every start instead of failing to start.
+                log.warning("OpenVINO model cache %s is not usable (%s); compiling without it", cache_dir, e)
         if perf_count:
             config["PERF_COUNT"] = True
         self.path = path

@@ -139,3 +139,12 @@ def test_an_int8_engine_refuses_a_file_of_another_precision(onnx_files):
     assert (
         make_backend("ov", model=str(onnx_files / "fp32.onnx"), cache_dir=None).metadata.precision == "fp32"
     )
+
+
+def test_an_unwritable_cache_folder_compiles_without_a_cache(onnx_files, tmp_path):
+    """The serving image's root is read-only: the cache cannot be made, the model still serves."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    b = OvBackend(onnx_files / "fp32.onnx", cache_dir=str(blocker / "cache"))
+    out = b.infer({"image": _images(2)})
+    assert out["scores"].shape == (2, 10)

@@ -214,3 +214,54 @@ def test_the_cli_writes_the_tune_file_and_prints_the_table(tiny_run, tmp_path):
     )
     few = capsdeploy("tune", "--checkpoint", tiny_run, "--samples", 100)
     assert few.returncode == 2 and "2000" in few.stderr
+
+
+def test_a_candidate_that_fails_while_timed_is_rejected_and_the_tune_goes_on(tiny_run):
+    from capsdeploy.errors import UsageError
+
+    def timer(c, backend, feeds, batch):
+        if c.label == "ov":
+            raise UsageError("no inference completed in the timing window")
+        return _timer(c, backend, feeds, batch)
+
+    r = tune(
+        str(tiny_run), [Candidate("ort", "ort"), Candidate("ov", "ov")], samples=16, batch_sizes=(1, 8),
+        dataset="synthetic", build=_build(tiny_run), timer=timer,
+    )  # fmt: skip
+    rows = {x["label"]: x for x in r["candidates"]}
+    assert rows["ov"]["verdict"] == "rejected" and "timing window" in rows["ov"]["reason"]
+    assert rows["ov"]["timings"] == {}
+    assert r["winners"]["throughput"]["label"] == "ort"
+
+
+def _plan(report, tmp_path, **changes):
+    from capsdeploy.bench.tune import repository_plan
+    from capsdeploy.repository import BatchingOptions
+
+    doc = json.loads(json.dumps(report))
+    for key, value in changes.items():
+        if key == "winner":
+            doc["winners"]["repository"].update(value)
+        else:
+            doc[key] = value
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(doc))
+    return repository_plan(path, BatchingOptions())
+
+
+def test_a_file_tune_cannot_write_a_repository(report, tmp_path):
+    from capsdeploy.errors import UsageError
+
+    with pytest.raises(UsageError, match="without --model"):
+        _plan(report, tmp_path, model="other.onnx")
+
+
+def test_the_repository_is_calibrated_as_tune_validated_and_pinned_to_f32(report, tmp_path):
+    from capsdeploy.bench.engine import BENCH_CALIB_SAMPLES
+
+    plan = _plan(report, tmp_path, winner={"engine": "ov-int8", "label": "ov-int8", "options": {}})
+    assert plan["export"]["calib_samples"] == BENCH_CALIB_SAMPLES
+    assert plan["ov_options"]["inference_precision"] == "f32"
+    # OpenVINO's defaults stay its defaults: no precision pinned.
+    plan = _plan(report, tmp_path, winner={"engine": "ov-defaults-int8", "label": "ov-defaults-int8", "options": {}})
+    assert plan["ov_options"]["inference_precision"] is None
