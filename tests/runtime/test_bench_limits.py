@@ -39,7 +39,7 @@ def test_bench_skips_batches_below_the_profile_minimum_and_pads_the_last_accurac
     from capsdeploy.bench.engine import EngineChoice, accuracy
     from capsdeploy.data import load_split
 
-    choice = EngineChoice("plan", "ort", "file", str(onnx_model))
+    choice = EngineChoice("plan", "ort", str(onnx_model))
     report = _bench(
         monkeypatch,
         lambda c: ProfiledOrt(c.model),
@@ -64,8 +64,8 @@ def test_gpu_engines_are_measured_against_a_gpu_peak_not_the_cpu_gemm(monkeypatc
     # The same ONNX session twice, labelled once as a CPU engine and once as a GPU one: only the
     # peak they are divided by may differ. (No GPU claim: the GPU peak is stubbed.)
     choices = [
-        EngineChoice("cpu", "ort", "fp32", str(onnx_model)),
-        EngineChoice("gpu", "ort-cuda", "fp32", str(onnx_model)),
+        EngineChoice("cpu", "ort", str(onnx_model)),
+        EngineChoice("gpu", "ort-cuda", str(onnx_model)),
     ]
     monkeypatch.setattr("capsdeploy.bench.engine._flops_of", lambda backend, choice: 10**9)
     report = _bench(monkeypatch, lambda c: OrtBackend(c.model), choices, batch_sizes=[2])
