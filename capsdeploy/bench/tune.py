@@ -160,12 +160,16 @@ def tune(
         raise UsageError(f"candidates named twice: {labels}")
     say = progress or (lambda _msg: None)
     data = load_split(dataset, split, data_dir, download=False, limit=samples)
-    reference = TorchBackend(checkpoint)
+    file_meta = _file_metadata(model) if model else None
+    # A file exported with --routing-iters N is another model than the run at its trained count:
+    # the reference, and every candidate that runs the checkpoint, unroll routing as the file does.
+    iters = (file_meta.routing_iters or None) if file_meta else None
+    reference = TorchBackend(checkpoint, routing_iters=iters)
     say(f"reference: PyTorch FP32 on {len(data)} {dataset}/{split} digits")
     ref = _outputs(reference, data.images)
     reference.close()
 
-    file_precision = _file_precision(model) if model else None
+    file_precision = file_meta.precision if file_meta else None
 
     def default_build(c: Candidate, workdir: Path):
         spec = engine_spec(c.engine)
@@ -175,7 +179,8 @@ def tune(
                     f"not applicable: it runs a {spec.file_precision} file, --model is {file_precision}"
                 )
             return build_backend(replace(c.choice(), model=str(model)), checkpoint, workdir)
-        return build_backend(c.choice(), checkpoint, workdir, data_dir=data_dir)
+        choice = replace(c.choice(), routing_iters=iters) if spec.needs_checkpoint else c.choice()
+        return build_backend(choice, checkpoint, workdir, data_dir=data_dir)
 
     def default_timer(c: Candidate, backend, feeds: dict, batch: int) -> dict:
         return time_instances(backend, feeds, c.instances, warmup_s, duration_s)
@@ -243,7 +248,7 @@ def tune(
     }
 
 
-def _file_precision(model: str) -> str:
+def _file_metadata(model: str):
     import onnx
 
     from ..contract import ModelMetadata
@@ -254,7 +259,7 @@ def _file_precision(model: str) -> str:
     meta = ModelMetadata.from_props(props)
     if meta is None:
         raise UsageError(f"{model} has no capsdeploy metadata; tune takes files `capsdeploy export` wrote")
-    return meta.precision
+    return meta
 
 
 def _ov_capabilities() -> list[str] | None:

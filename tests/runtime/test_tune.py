@@ -166,6 +166,33 @@ def test_tuning_for_an_exported_file_runs_that_file(tiny_run, tmp_path):
     assert rows["ort-int8"]["verdict"] == "rejected" and "not applicable" in rows["ort-int8"]["reason"]
 
 
+def test_a_file_with_other_routing_iterations_is_validated_against_the_same_unrolling(tiny_run, tmp_path):
+    """A file exported with --routing-iters 1 is compared with PyTorch at 1 iteration, not at the
+    run's trained count (which would reject the very file the user asked to tune)."""
+    import torch
+
+    from capsdeploy.export import ExportOptions, export_onnx
+    from capsdeploy.model.checkpoint import load_run, save_run
+
+    # Random weights scaled up: long capsules, so 1 and 3 iterations differ by ~0.5 in the scores
+    # (the tiny run's near-zero capsules agree to 1e-7 whatever the count).
+    model, info = load_run(str(tiny_run), "cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)
+    run = save_run(tmp_path / "run", model, info.raw)
+    export_onnx(run, tmp_path / "r1.onnx", ExportOptions(routing_iters=1))
+    r = tune(
+        str(run), [Candidate("ort", "ort"), Candidate("torch", "torch")], samples=16,
+        batch_sizes=(1,), dataset="synthetic", model=str(tmp_path / "r1.onnx"),
+        timer=lambda *a: {"images_per_second": 1.0, "latency_ms_p50": 1.0},
+    )  # fmt: skip
+    rows = {x["label"]: x for x in r["candidates"]}
+    assert rows["ort"]["verdict"] == "passed", rows["ort"]["reason"]
+    assert rows["ort"]["validation"]["max_abs_error_scores"] < 1e-5
+    assert rows["torch"]["verdict"] == "passed"
+
+
 def test_instances_are_timed_concurrently_each_on_its_own_clone():
     """The harness's arithmetic on a backend that sleeps 20 ms per call: two instances at batch 4
     can reach at most 2 x 4 / 0.02 = 400 images/s, one at most 200."""
