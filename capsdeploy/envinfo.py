@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 
 from .version import __version__
@@ -18,15 +19,25 @@ def _version(dist: str) -> str | None:
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's or taskset's cpuset), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_info(cpuinfo: str | None = None) -> dict:
-    """The CPU model and the instruction-set flags that decide CPU inference speed: AVX-512,
-    VNNI (int8 dot products), BF16, AMX. Linux /proc/cpuinfo; empty elsewhere."""
+    """The CPU model, the instruction-set flags that decide CPU inference speed (AVX-512, VNNI for
+    int8 dot products, BF16, AMX) and, for this machine, the cores this process may use (threads
+    and streams are chosen per core count). Linux /proc/cpuinfo; empty elsewhere."""
     if cpuinfo is None:
+        cores = {"cores": usable_cores()}
         try:
             with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
+                return {**cpu_info(f.read()), **cores}
         except OSError:
-            return {"cpu_model": platform.processor() or None, "cpu_flags": []}
+            return {"cpu_model": platform.processor() or None, "cpu_flags": [], **cores}
     model, flags = None, set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -47,7 +58,7 @@ def environment() -> dict:
         "capsdeploy": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         **cpu_info(),
         "torch": torch.__version__ if torch else None,
         "torch_threads": torch.get_num_threads() if torch else None,

@@ -19,15 +19,22 @@ CPU_KEY = "capsdeploy.tuned_cpu"
 
 
 def describe_cpu(cpu: dict) -> str:
-    return f"{cpu.get('cpu_model') or 'unknown CPU'} [{' '.join(cpu.get('cpu_flags') or []) or 'no listed flags'}]"
+    cores = f" with {cpu['cores']} usable cores" if cpu.get("cores") else ""
+    flags = " ".join(cpu.get("cpu_flags") or []) or "no listed flags"
+    return f"{cpu.get('cpu_model') or 'unknown CPU'}{cores} [{flags}]"
 
 
 def check_same_cpu(recorded: dict, what: str, here: dict | None = None) -> None:
-    """UsageError naming both CPUs when ``recorded`` (cpu_model, cpu_flags) is not this machine's."""
+    """UsageError naming both CPUs when ``recorded`` (model, flags, usable cores) is not this
+    machine's. The core count matters as much as the model: streams and threads were chosen for
+    it, so a tune on 2 cores of a 64-core CPU is not this 64-core machine's. Tune files written
+    before cores were recorded are compared on model and flags."""
     here = here or cpu_info()
     same = recorded.get("cpu_model") == here.get("cpu_model") and sorted(
         recorded.get("cpu_flags") or []
     ) == sorted(here.get("cpu_flags") or [])
+    if recorded.get("cores") and here.get("cores") and recorded["cores"] != here["cores"]:
+        same = False
     if not same:
         raise UsageError(
             f"{what} was tuned on {describe_cpu(recorded)}, but this machine is {describe_cpu(here)}; "
