@@ -85,6 +85,19 @@ class EngineSpec:
 
         return self._checked(OvBackend(model, **opts), model)
 
+    @property
+    def fp32_engine(self) -> str:
+        """The engine of the same runtime and device for an FP32 file: what runs the FP32 decoder
+        of a reduced-precision repository (ov-int8 -> ov, ort-cuda-int8 -> ort-cuda, trt-fp16 -> trt)."""
+        if self.file_precision in ("fp32", "checkpoint"):
+            return self.name
+        return next(
+            s.name
+            for s in _TABLE
+            if (s.runtime, s.device, s.precision, s.file_precision, s.peer)
+            == (self.runtime, self.device, "fp32", "fp32", False)
+        )
+
     def _checked(self, backend, model):
         """An engine named for a reduced-precision file (ort-int8, ov-int8, ort-fp16) refuses a file
         of another precision: its name would claim what it does not run."""

@@ -28,6 +28,7 @@ from ..repository.config import ModelDecl, TensorDecl
 from ..repository.dtypes import NP_TO_V2, np_type_of_config
 from ..runtime.backend import Backend
 from ..runtime.batcher import DynamicBatcher
+from ..runtime.engines import engine_spec
 from .protocol import InputSpec
 from .stats import ModelStats
 
@@ -209,7 +210,10 @@ def load_repository(repo: str | Path, engine: str = "auto", on_batch=None) -> di
     models: dict[str, ServedModel] = {}
     try:
         for entry in find_models(repo):
-            backend = _backend_for_file(entry.model_file, engine, entry.config)
+            # The decoder is exported FP32 in every repository (it is small and reconstructions
+            # are judged by eye): a reduced-precision engine runs it on its runtime's FP32 engine.
+            named = engine_spec(engine).fp32_engine if entry.name == DECODER and engine != "auto" else engine
+            backend = _backend_for_file(entry.model_file, named, entry.config)
             models[entry.name] = serve_model(entry.name, entry.version, entry.config, backend, on_batch)
             log.info(
                 "loaded %s v%s (%s on %s)", entry.name, entry.version, entry.config.platform, backend.name
