@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from .version import __version__
 
@@ -57,7 +58,7 @@ class ModelMetadata:
         """None when the file carries no capsdeploy metadata (a foreign export)."""
         if PREFIX + "precision" not in props:
             return None
-        fields = {}
+        fields: dict[str, Any] = {}  # str fields as written, the others parsed from JSON
         for name, typ in cls.__annotations__.items():
             raw = props[PREFIX + name]
             fields[name] = raw if typ == "str" else json.loads(raw)

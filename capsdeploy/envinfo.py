@@ -38,7 +38,8 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
                 return {**cpu_info(f.read()), **cores}
         except OSError:
             return {"cpu_model": platform.processor() or None, "cpu_flags": [], **cores}
-    model, flags = None, set()
+    model: str | None = None
+    flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and model is None:
@@ -53,7 +54,7 @@ def environment() -> dict:
     try:
         import torch
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]  # an optional dependency: None when absent
     env = {
         "capsdeploy": __version__,
         "python": platform.python_version(),

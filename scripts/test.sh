@@ -6,4 +6,5 @@ bash scripts/setup.sh
 bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-compatibility tests
 . .venv/bin/activate
 ruff check .
+mypy capsdeploy  # config in pyproject.toml [tool.mypy]
 python -m pytest "$@"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def bench_concurrency(
         for i in range(len(pixels))
     ]
     backend.warmup()
-    modes = {}
+    modes: dict[str, dict[str, Any]] = {}  # mode -> its JSON row
     batches: list[BatchStats] = []  # list.append is atomic: safe from the worker threads
     with DynamicBatcher(
         backend,

@@ -186,7 +186,8 @@ def time_backend(backend, feeds: dict, warmup_s: float, duration_s: float, min_i
     phased = hasattr(backend, "record_phases")
     if phased:
         backend.record_phases = True
-    lat, phases = [], []
+    lat: list[float] = []
+    phases: list[dict[str, float]] = []
     start = time.perf_counter()
     try:
         while len(lat) < min_iters or time.perf_counter() - start < duration_s:

@@ -88,6 +88,6 @@ def add_peak_fractions(rows: list[dict], cpu_peak: float) -> float | None:
         gflops = flops * r["images_per_second"] / 1e9 if flops else None
         peak = measured if r["runtime"] in GPU_RUNTIMES else cpu_peak
         r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
-        r["effective_gflops"] = round(gflops, 3) if flops else None
-        r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if flops and peak else None
+        r["effective_gflops"] = round(gflops, 3) if gflops is not None else None
+        r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if gflops is not None and peak else None
     return measured

@@ -291,7 +291,7 @@ async def _level(
     used = windows[-n:]
     lat = np.asarray([x for w in used for x in w.latencies]) * 1e3
     secs = sum(w.seconds for w in used)
-    statuses = sum((w.statuses for w in used), Counter())
+    statuses: Counter[int] = sum((w.statuses for w in used), Counter())
     tp = [s["throughput_rps"] for s in summaries[-n:]]
     rps = len(lat) / secs if secs else 0.0
     late = sum(w.late for w in used)

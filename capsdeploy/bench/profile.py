@@ -115,7 +115,8 @@ def profile_ort(onnx_path, batch: int, iters: int = 20, threads: int | None = No
 
 def _ort_runs(events: list[dict], phases: dict[str, str]) -> list[dict[str, float]]:
     """Node times per run: a model_run event is written when its run ends, after its nodes."""
-    runs, current = [], defaultdict(float)
+    runs: list[dict[str, float]] = []
+    current: defaultdict[str, float] = defaultdict(float)
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             current[_phase(e["name"][: -len("_kernel_time")], phases)] += e["dur"] / 1e3

@@ -22,6 +22,7 @@ import numpy as np
 from ..data import load_split
 from ..data.preprocess import prepare_batch
 from ..errors import CapsDeployError, UsageError
+from ..runtime.backend import Backend
 from ..runtime.compare import compare_outputs, tolerances_for
 from ..runtime.engines import INT8_QDQ, engine_spec
 from .engine import EngineChoice, _fit, build_backend, feeds_for, time_instances
@@ -125,8 +126,8 @@ def tolerance_key(backend, spec) -> str:
     return backend.compute_precision or meta_precision
 
 
-Builder = Callable[[Candidate, Path], object]
-Timer = Callable[[Candidate, object, dict, int], dict]
+Builder = Callable[[Candidate, Path], Backend]
+Timer = Callable[[Candidate, Backend, dict, int], dict]
 
 
 def tune(

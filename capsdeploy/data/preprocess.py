@@ -70,8 +70,7 @@ def decode_image(
         raise UsageError(f"{name}: image too large to decode safely; send a smaller image") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UsageError(f"{name}: not a readable PNG or JPEG image ({type(e).__name__})") from None
-    img = img.convert("L" if channels == 1 else "RGB")
-    return fit_pixels(np.asarray(img), channels, size, invert)
+    return fit_pixels(np.asarray(img.convert("L" if channels == 1 else "RGB")), channels, size, invert)
 
 
 def fit_pixels(pixels: np.ndarray, channels: int, size: int, invert: bool = False) -> np.ndarray:

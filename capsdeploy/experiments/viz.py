@@ -12,6 +12,7 @@ show what the deployed model computes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def dimensions(
         out = backend_outputs(backend, data.images)
     predicted = out["scores"].argmax(1)
     chosen, seen = [], set()
-    for i in np.flatnonzero(predicted == data.labels):
+    for i in np.flatnonzero(predicted == data.labels).tolist():
         if data.labels[i] not in seen:
             chosen.append(int(i))
             seen.add(data.labels[i])
@@ -247,8 +248,8 @@ def multimnist(
         raise UsageError(f"{checkpoint} was not trained with --multimnist")
     # The pairs eval --multimnist scores (built from the whole split), the first `count` drawn.
     pairs = pairs_for(info, data_dir, split, None, seed, download)
-    pairs = type(pairs)(*(getattr(pairs, f)[:count] for f in ("images", "labels", "parts", "sources", "shifts")),
-                        pairs.class_names, pairs.split)  # fmt: skip
+    pairs = dataclasses.replace(pairs, **{f: getattr(pairs, f)[:count]
+                                          for f in ("images", "labels", "parts", "sources", "shifts")})  # fmt: skip
     with run_backend(checkpoint, engine, model) as backend:
         out = backend_outputs(backend, pairs.images)
     top2 = np.argsort(-out["scores"], axis=1, kind="stable")[:, :2]

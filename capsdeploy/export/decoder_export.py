@@ -17,6 +17,7 @@ from torch import nn
 from ..contract import PREFIX, ModelMetadata
 from ..errors import UsageError
 from ..fileio import atomic_path
+from ..model.capsnet import CapsNet
 from ..model.checkpoint import load_run
 from ..version import __version__
 from .metadata import write_metadata
@@ -39,7 +40,7 @@ class DecoderModule(nn.Module):
 
 def export_decoder(checkpoint: str | Path, output: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     model, info = load_run(checkpoint)
-    if not hasattr(model, "decoder"):
+    if not isinstance(model, CapsNet):
         raise UsageError(f"{checkpoint} is a {info.arch}: it has no decoder")
     cfg = model.config
     module = DecoderModule(model.decoder.net).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model import CapsNet
+from ..model import BaselineCNN, CapsNet
 
 
 class DeployModule(nn.Module):
@@ -16,9 +16,12 @@ class DeployModule(nn.Module):
     ``fp16_io`` the outputs are FP16 too (the input dtype follows the example).
     """
 
+    scale: torch.Tensor  # buffers, set by register_buffer
+    shift: torch.Tensor
+
     def __init__(
         self,
-        model: CapsNet,
+        model: CapsNet | BaselineCNN,
         normalization: dict,
         uint8_input: bool,
         with_decoder: bool,

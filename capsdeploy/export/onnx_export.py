@@ -168,6 +168,7 @@ def quiet_export(module, example, input_names, output_names, dynamic, opset: int
             raise CapsDeployError(f"torch.onnx.export failed: {type(e).__name__}: {str(e)[:500]}") from None
         finally:
             torch_log.setLevel(level)
+    assert program is not None  # only the legacy exporter (dynamo=False) returns None
     return program.model_proto
 
 

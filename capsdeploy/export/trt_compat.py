@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 
@@ -291,14 +292,14 @@ def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
 
 
 def _constants(model: onnx.ModelProto) -> dict:
-    constants = {i.name: i for i in model.graph.initializer}
+    constants: dict[str, TensorProto | onnx.NodeProto] = {i.name: i for i in model.graph.initializer}
     for n in _all_nodes(model):
         if n.op_type == "Constant" and n.domain in STANDARD_DOMAINS:
             constants[n.output[0]] = n
     return constants
 
 
-def _value(const) -> object | None:
+def _value(const) -> np.ndarray | None:
     """The array of an initializer or a Constant node's `value`, else None."""
     import onnx.numpy_helper as nh
 

@@ -15,8 +15,8 @@ CAPSNET, CNN_BASELINE = "capsnet", "cnn-baseline"
 @dataclass(frozen=True)
 class Arch:
     name: str
-    config_cls: type
-    module_cls: type
+    config_cls: type[CapsNetConfig] | type[CNNConfig]
+    module_cls: type[CapsNet] | type[BaselineCNN]
     capsules: bool  # routing, poses, a decoder, the margin loss
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -77,5 +78,5 @@ class BaselineCNN(nn.Module):
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, reconstruct: bool = False):
         if reconstruct:
             raise ValueError("the baseline CNN has no decoder; it cannot reconstruct")
-        logits = self.classifier(self.features(x.to(self.features[0].weight.dtype))).float()
+        logits = self.classifier(self.features(x.to(cast(nn.Conv2d, self.features[0]).weight.dtype))).float()
         return torch.softmax(logits, dim=1), logits

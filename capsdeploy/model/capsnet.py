@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import torch
 from torch import nn
@@ -73,7 +74,7 @@ class Decoder(nn.Module):
 
     def forward(self, poses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         masked = (poses * mask.unsqueeze(-1)).flatten(1)
-        return self.net(masked.to(self.net[0].weight.dtype)).float()
+        return self.net(masked.to(cast(nn.Linear, self.net[0]).weight.dtype)).float()
 
 
 class CapsNet(nn.Module):

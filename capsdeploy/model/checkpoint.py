@@ -18,6 +18,8 @@ from ..errors import CapsDeployError, UsageError
 from ..fileio import atomic_path, hash_file, write_json_atomic
 from ..version import __version__
 from .arch import CAPSNET, arch_of, get_arch
+from .baseline_cnn import BaselineCNN, CNNConfig
+from .capsnet import CapsNet
 from .config import CapsNetConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -33,7 +35,7 @@ def default_normalization(channels: int = 1) -> dict:
 class RunInfo:
     """What ``config.json`` holds, parsed; ``raw`` keeps the full document."""
 
-    model: CapsNetConfig  # or the config of another architecture (``arch``)
+    model: CapsNetConfig | CNNConfig  # by ``arch``
     class_names: list[str]
     normalization: dict
     raw: dict
@@ -135,7 +137,7 @@ def load_run(
     run_dir: str | Path,
     device: str | torch.device = "cpu",
     routing_iters: int | None = None,
-) -> tuple[torch.nn.Module, RunInfo]:
+) -> tuple[CapsNet | BaselineCNN, RunInfo]:
     """Rebuild the module from config.json and load its weights, in eval mode.
 
     ``routing_iters`` overrides the trained count (routing has no weights of its
@@ -148,7 +150,8 @@ def load_run(
         if not arch.capsules:
             raise UsageError(f"{run_dir} is a {info.arch}: it has no routing iterations to change")
         cfg = CapsNetConfig.from_dict({**cfg.to_dict(), "routing_iters": routing_iters})
-    model = arch.module_cls(cfg)
+    # cfg is of arch.config_cls (read_run_info parsed it by the same arch): a pairing mypy cannot see.
+    model = arch.module_cls(cfg)  # type: ignore[arg-type]
     try:
         state = load_file(str(info.path / WEIGHTS))
     except Exception as e:  # safetensors raises its own error types

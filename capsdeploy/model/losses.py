@@ -51,5 +51,7 @@ def capsule_loss(
 ) -> torch.Tensor:
     loss = margin_loss(scores, target)
     if recon is not None:
+        if image is None:
+            raise ValueError("a reconstruction term needs the image it reconstructs")
         loss = loss + recon_scale * reconstruction_loss(recon, image)
     return loss

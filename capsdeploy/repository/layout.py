@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .config import BACKEND_FILES, MODEL_FILES, parse_config
@@ -15,7 +16,7 @@ from .dtypes import np_type_of_config
 class ModelEntry:
     name: str
     directory: Path
-    config: object  # ModelConfig
+    config: Any  # tritonclient's ModelConfig protobuf (untyped)
     version: str
     model_file: Path
 

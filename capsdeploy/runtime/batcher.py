@@ -88,11 +88,17 @@ class RequestTiming:
     output_seconds: float
 
 
+class TimedFuture(Future):
+    """A request's future; ``timing`` is set just before its batch's result is."""
+
+    timing: RequestTiming | None = None
+
+
 @dataclass(eq=False)
 class _Request:
     feeds: dict[str, np.ndarray]
     rows: int
-    future: Future
+    future: TimedFuture
     enqueued: float
     deadline: float
 
@@ -155,7 +161,7 @@ class DynamicBatcher:
     def _timeout(self, timeout_s: float | None) -> float:
         return _check_timeout(self.default_timeout_s if timeout_s is None else timeout_s)
 
-    def submit(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> Future:
+    def submit(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None = None) -> TimedFuture:
         """Queue one request (arrays with a leading batch axis of N >= 1 rows).
 
         Raises ``InvalidInputError`` for feeds that do not fit the model,
@@ -167,7 +173,7 @@ class DynamicBatcher:
         rows = next(iter(checked.values())).shape[0]
         t = self._timeout(timeout_s)
         now = time.perf_counter()
-        req = _Request(checked, rows, Future(), now, now + t)
+        req = _Request(checked, rows, TimedFuture(), now, now + t)
         with self._cond:
             if not self._accepting:
                 raise BatcherClosedError()
@@ -223,6 +229,7 @@ class DynamicBatcher:
         finally:
             if not fut.done():
                 fut.cancel()  # the caller went away: never started
+        assert fut.timing is not None  # set before the result
         return result, fut.timing
 
     # -- forming batches --------------------------------------------------
@@ -260,7 +267,7 @@ class DynamicBatcher:
     def _drop_dead(self, now: float, expired: list[_Request]) -> None:
         if now < self._earliest:  # the common case: O(1), no sweep of the queue
             return
-        keep = deque()
+        keep: deque[_Request] = deque()
         for r in self._pending:
             if r.future.cancelled():
                 continue

@@ -6,7 +6,10 @@ import numpy as np
 import torch
 
 from ..contract import INPUT_NAME, ModelMetadata
+from ..errors import UsageError
+from ..model.capsnet import CapsNet
 from ..model.checkpoint import load_run
+from ..model.config import CapsNetConfig
 from .backend import Backend, TensorSpec
 
 
@@ -46,7 +49,7 @@ class TorchBackend(Backend):
 
     def outputs(self) -> list[TensorSpec]:
         cfg = self.model.config
-        if "poses" in self.model.output_names:
+        if isinstance(cfg, CapsNetConfig):  # scores, poses, reconstruction
             shapes = [
                 (None, cfg.num_classes),
                 (None, cfg.num_classes, cfg.digit_dim),
@@ -64,7 +67,9 @@ class TorchBackend(Backend):
 
     @property
     def compute_precision(self) -> str | None:
-        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._autocast)
+        if self._autocast is None:
+            return None
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}[self._autocast]
 
     @torch.inference_mode()
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -78,7 +83,8 @@ class TorchBackend(Backend):
         return {name: t.float().cpu().numpy() for name, t in zip(names, out, strict=False)}
 
     def close(self) -> None:
-        self.model = self._forward = None
+        # Drops the module for the collector; a closed backend is not used again.
+        self.model = self._forward = None  # type: ignore[assignment]
 
 
 def strict_fp32() -> None:
@@ -99,6 +105,8 @@ class TorchDecoderBackend(Backend):
     def __init__(self, checkpoint, device: str = "cpu"):
         self.device = torch.device(device)
         model, info = load_run(checkpoint, self.device)
+        if not isinstance(model, CapsNet):
+            raise UsageError(f"{checkpoint} is a {info.arch}: it has no decoder")
         self.net = model.decoder.net
         cfg = model.config
         self._input = TensorSpec("poses", "float32", (None, cfg.num_classes, cfg.digit_dim))
@@ -117,4 +125,4 @@ class TorchDecoderBackend(Backend):
         return {"reconstruction": self.net(x.flatten(1)).float().cpu().numpy()}
 
     def close(self) -> None:
-        self.net = None
+        self.net = None  # type: ignore[assignment]  # as TorchBackend.close: released, not used again

@@ -17,7 +17,9 @@ import logging
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
@@ -26,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import UsageError
@@ -137,7 +139,7 @@ async def multipart_file(request: Request, body: bytes, limit: int) -> bytes:
 
 
 # -- the application ------------------------------------------------------------
-def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=None) -> Starlette:
+def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=None) -> AccessLog:
     """The HTTP app. ``on_startup`` / ``on_stopping``: coroutines run in the server's event loop
     as it starts and once it has stopped taking HTTP requests (the gRPC front end lives there);
     ``on_shutdown``: a blocking call after that (draining the batchers)."""
@@ -272,7 +274,7 @@ def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=
     async def page(request):
         return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
@@ -329,16 +331,14 @@ def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=
         if on_shutdown is not None:  # after uvicorn has let accepted requests finish
             await asyncio.get_running_loop().run_in_executor(None, on_shutdown)
 
-    app = Starlette(
-        routes=routes,
-        exception_handlers={
-            ServeError: http_error,
-            SharedMemoryError: shm_error,
-            StarletteHTTPException: starlette_error,
-            Exception: internal,
-        },
-        lifespan=lifespan,
-    )
+    # Each handler takes its own exception type: starlette's annotation (any Exception) is wider.
+    handlers: dict[Any, Callable[..., Any]] = {
+        ServeError: http_error,
+        SharedMemoryError: shm_error,
+        StarletteHTTPException: starlette_error,
+        Exception: internal,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.server = state
     return AccessLog(app, state)
 

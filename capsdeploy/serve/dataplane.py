@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InferenceError, InvalidInputError
-from ..runtime.batcher import BatcherClosedError, QueueFullError, RequestTimeoutError
+from ..runtime.batcher import BatcherClosedError, QueueFullError, RequestTimeoutError, RequestTiming
 from ..version import __version__
 from .metrics import ServerMetrics
 from .models import ServedModel
@@ -128,7 +128,7 @@ class Call:
     def __init__(self, plane: DataPlane, model: ServedModel):
         self.plane, self.model = plane, model
         self.t0 = time.perf_counter()
-        self.timing = None
+        self.timing: RequestTiming | None = None
 
     async def run(self, request: InferRequest) -> dict[str, np.ndarray]:
         return await self.run_feeds(request.inputs, self.model.timeout_s(request.timeout_us))

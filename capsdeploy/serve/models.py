@@ -12,6 +12,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from ..repository import (
@@ -41,7 +42,7 @@ UNBOUNDED_QUEUE = 1 << 30
 class ServedModel:
     name: str
     version: str
-    config: object  # ModelConfig
+    config: Any  # tritonclient's ModelConfig protobuf (untyped)
     backend: Backend
     batcher: DynamicBatcher
     stats: ModelStats
@@ -229,7 +230,7 @@ def _backend_for_file(path: Path, engine: str, config=None) -> Backend:
     from ..runtime.select import make_backend, resolve_auto
     from ..runtime.tuned import engine_for_model
 
-    kw = {}
+    kw: dict[str, Any] = {}
     params = {k: v.string_value for k, v in config.parameters.items()} if config is not None else {}
     platform = (config.platform or config.backend) if config is not None else ""
     if engine == "auto":
@@ -290,7 +291,7 @@ def _torch_models(run: Path, engine: str, batching: BatchingOptions, on_batch) -
 
     device = "cuda" if engine == "torch-cuda" else "cpu"
     arch = read_run_info(run).arch
-    backends = [(MAIN_MODEL[arch], TorchBackend(run, device=device))]
+    backends: list[tuple[str, Backend]] = [(MAIN_MODEL[arch], TorchBackend(run, device=device))]
     if arch == "capsnet":
         backends.append((DECODER, TorchDecoderBackend(run, device=device)))
     models = {}

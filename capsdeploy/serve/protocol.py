@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..repository.dtypes import NP_TO_V2
+
+if TYPE_CHECKING:  # imported lazily at run time, as _shm_call does
+    from .shm import Region
 
 MAX_TIMEOUT_US = 2**64 - 1  # Triton reads the timeout as a uint64 of microseconds
 
@@ -49,7 +53,7 @@ class ShmRef:
     byte_size: int
     # An output's Region, resolved when the request is parsed: the bytes go there even if the
     # name is unregistered (or registered again) while the request runs.
-    target: object = None
+    target: Region | None = None
 
 
 @dataclass
@@ -112,7 +116,7 @@ def parse_infer_request(
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("`inputs` must be a non-empty list")
     # The binary tensors follow the JSON in the order the inputs name them.
-    raws: list[bytes | None] = []
+    raws: list[bytes | memoryview | None] = []
     offset = 0
     for i, item in enumerate(raw_inputs):
         params = item.get("parameters") if isinstance(item, dict) else None
@@ -327,6 +331,7 @@ def response_outputs(request: InferRequest, results: dict[str, np.ndarray]):
     for o in request.outputs or [OutputRequest(n, None) for n in results]:
         arr = np.ascontiguousarray(results[o.name])
         if o.shm is not None:
+            assert o.shm.target is not None  # _requested_outputs resolved it
             _shm_call(o.shm.target.write, o.shm.offset, o.shm.byte_size, le_bytes(arr), f"output {o.name!r}")
         yield o, arr
 

@@ -19,10 +19,14 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from .app import ServerState, create_app
+
+if TYPE_CHECKING:  # imported at run time only when gRPC is served (grpcio is heavy)
+    from .grpc_server import GrpcFrontEnd
 
 log = logging.getLogger("capsdeploy.serve")
 
@@ -37,7 +41,7 @@ class DrainingServer(uvicorn.Server):
         self.grace = grace
         self.deadline: float | None = None  # monotonic time by which everything has stopped
         self._timer: threading.Timer | None = None
-        self.grpc = None  # the GrpcFrontEnd, stopped with the HTTP listener
+        self.grpc: GrpcFrontEnd | None = None  # stopped with the HTTP listener
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def handle_exit(self, sig, frame) -> None:
@@ -58,8 +62,9 @@ class DrainingServer(uvicorn.Server):
         self._stop(sig)
 
     def _stop(self, sig) -> None:
-        if self.grpc is not None and self.loop is not None:  # from a signal handler or the timer thread
-            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.grpc.stop(self.remaining())))
+        grpc = self.grpc
+        if grpc is not None and self.loop is not None:  # from a signal handler or the timer thread
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(grpc.stop(self.remaining())))
         super().handle_exit(sig, None)
         if sig == signal.SIGTERM:
             self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
@@ -156,7 +161,8 @@ def run(
         app,
         log_level=log_level,
         access_log=False,  # our AccessLog writes one JSON line per request, with its id
-        timeout_graceful_shutdown=grace_s,
+        # uvicorn annotates int, but hands the value to asyncio.wait_for, which takes float seconds.
+        timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]
         lifespan="on",
     )
     server = DrainingServer(config, state, drain_delay_s, grace_s)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data import ImageSet
-from ..data.multimnist import make_pairs
+from ..data.multimnist import MultiSet, make_pairs
 from .augment import random_shifts, shift_images, to_unit
 
 
@@ -27,7 +27,7 @@ class SingleDigits:
         self.pixels = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels)
         self.max_shift = max_shift
-        self.shifts = None
+        self.shifts: torch.Tensor | None = None  # set by start_epoch
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,6 +38,7 @@ class SingleDigits:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image in [0, 1], classes [B], reconstruction target)."""
+        assert self.shifts is not None, "start_epoch() comes first"
         image = shift_images(to_unit(self.pixels[idx]), self.shifts[idx])
         return image, self.labels[idx], image
 
@@ -49,7 +50,7 @@ class DigitPairs:
     def __init__(self, data: ImageSet, pairs_per_digit: int):
         self.data = data
         self.pairs_per_digit = pairs_per_digit
-        self.pairs = None
+        self.pairs: MultiSet | None = None  # set by start_epoch
 
     def __len__(self) -> int:
         return len(self.data) * self.pairs_per_digit
@@ -59,6 +60,7 @@ class DigitPairs:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(overlay in [0, 1], classes [B, 2], each digit apart [B, 2, C, H, W] in [0, 1])."""
+        assert self.pairs is not None, "start_epoch() comes first"
         i = idx.numpy()
         return (
             to_unit(torch.from_numpy(self.pairs.images[i])),

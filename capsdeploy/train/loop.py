@@ -22,16 +22,18 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..data import ImageSet, load_split, stratified_split
 from ..data.canvas import center
 from ..data.datasets import get_spec
-from ..data.multimnist import make_pairs
+from ..data.multimnist import MultiSet, make_pairs
 from ..errors import CapsDeployError, UsageError
 from ..fileio import write_bytes_atomic
-from ..model import get_arch
+from ..model import CapsNetConfig, CNNConfig, get_arch
+from ..model.arch import Arch
 from ..model.checkpoint import build_config_doc, default_normalization, save_run
 from .augment import normalize_unit
 from .averaging import weight_average
@@ -135,8 +137,9 @@ def _load_data(opts: TrainOptions):
     if opts.multimnist:
         # Fixed pairs to select and report on: the test pairs depend on the split alone (seed 0,
         # as `eval --multimnist` builds them), so runs with different seeds are compared alike.
-        test_set = make_pairs(test_set, 1, seed=0)
-        val_set = make_pairs(val_set, 1, seed=opts.seed + 1) if val_set is not None else None
+        test_pairs = make_pairs(test_set, 1, seed=0)
+        val_pairs = make_pairs(val_set, 1, seed=opts.seed + 1) if val_set is not None else None
+        return train_set, val_pairs, test_pairs
     return train_set, val_set, test_set
 
 
@@ -165,20 +168,20 @@ class _Session:
     out: Path
     dist_info: DistInfo
     device: torch.device
-    arch: object
-    cfg: object
+    arch: Arch
+    cfg: CapsNetConfig | CNNConfig
     normalization: dict
     train_set: ImageSet
-    val_set: ImageSet | None
-    test_set: ImageSet
+    val_set: ImageSet | MultiSet | None
+    test_set: ImageSet | MultiSet
     model: torch.nn.Module
     net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
-    average: object  # the weight average (None with --ema-decay 0)
-    source: object  # SingleDigits or DigitPairs: batches by index
+    average: AveragedModel | None  # the weight average (None with --ema-decay 0)
+    source: SingleDigits | DigitPairs  # batches by index
     sampler: DistributedSampler
     progress: Progress = field(default_factory=Progress)
 
@@ -286,6 +289,7 @@ def _setup(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
         log(f"resuming {out} at epoch {progress.epoch + 1}, batch {progress.step}", dist_info)
 
     amp_dtype = _amp_dtype(opts, device)
+    source: SingleDigits | DigitPairs
     if opts.multimnist:
         source = DigitPairs(train_set, opts.pairs_per_digit)
     else:
@@ -310,7 +314,7 @@ def _setup(opts: TrainOptions, out: Path, resume: bool, dist_info: DistInfo) -> 
         average=average,
         source=source,
         sampler=DistributedSampler(
-            range(len(source)),
+            range(len(source)),  # type: ignore[arg-type]  # it reads only len() of its dataset
             num_replicas=dist_info.world_size,
             rank=dist_info.rank,
             shuffle=True,

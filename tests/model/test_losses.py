@@ -19,3 +19,9 @@ def test_reconstruction_loss_is_sum_of_squares_per_image_scaled():
     scores = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
     total = capsule_loss(scores, torch.tensor([0, 1]), recon, image)
     assert total.item() == pytest.approx(0.0005 * 1.125, rel=1e-5)
+
+
+def test_capsule_loss_refuses_a_reconstruction_without_its_image():
+    scores = torch.tensor([[0.9, 0.1]])
+    with pytest.raises(ValueError, match="needs the image"):
+        capsule_loss(scores, torch.tensor([0]), torch.zeros(1, 4))

@@ -46,6 +46,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +54,9 @@ from ...errors import CapsDeployError, InferenceError, UsageError
 from ..backend import Backend, TensorSpec
 from .build import metadata_of_plan, read_sidecar
 from .environment import require_tensorrt
+
+if TYPE_CHECKING:  # imported lazily at run time: the module loads without torch
+    import torch
 
 log = logging.getLogger("capsdeploy.trt")
 
@@ -75,8 +79,8 @@ def bucket_for(n: int, buckets: list[int]) -> int:
 
 @dataclass
 class _Graph:
-    context: object
-    graph: object  # torch.cuda.CUDAGraph
+    context: Any  # a tensorrt IExecutionContext (tensorrt is untyped)
+    graph: torch.cuda.CUDAGraph
     inputs: dict  # name -> static device tensor [bucket, ...]
     outputs: dict
 
@@ -192,6 +196,7 @@ class TrtBackend(Backend):
         return outs
 
     def _run(self, context) -> None:
+        assert self.stream is not None  # None only before __init__ acquires it and after close()
         if not context.execute_async_v3(self.stream.cuda_stream):
             raise InferenceError("TensorRT execute_async_v3 failed; see the TensorRT log above")
 
@@ -228,6 +233,7 @@ class TrtBackend(Backend):
             mark(2)
             host = {name: t.to("cpu", non_blocking=True) for name, t in outs.items()}
             mark(3)
+            assert self.stream is not None  # as in _run
             self.stream.synchronize()  # this stream only
             if events:
                 self.last_phases = phase_times(events)
@@ -259,6 +265,7 @@ class TrtBackend(Backend):
         }
         static_out = self._bind(context, static_in)
         self._run(context)  # one enqueue before capture: TensorRT's shape-dependent setup
+        assert self.stream is not None  # as in _run
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
         pool = torch.cuda.graph_pool_handle()  # our own id: a failed capture can release it
@@ -313,7 +320,7 @@ _streams_lock = threading.Lock()
 _streams_in_use: set[tuple[int, int]] = set()  # (device index, cudaStream_t) held by live backends
 
 
-def acquire_stream(torch, device) -> tuple[object, Callable[[], None]]:
+def acquire_stream(torch, device) -> tuple[torch.cuda.Stream, Callable[[], None]]:
     """A CUDA stream no other live backend of this process holds, and its release function.
 
     Pooled streams first (cheap, never destroyed); when all 32 are held, a dedicated stream

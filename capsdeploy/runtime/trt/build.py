@@ -129,7 +129,7 @@ def profile_shapes(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, tupl
                 raise UsageError(f"{inp.name!r} has a static batch of {b}, outside the requested profile")
             shapes[inp.name] = ((b, *rest),) * 3
         else:
-            shapes[inp.name] = tuple((n, *rest) for n in (opts.min_batch, opts.opt_batch, opts.max_batch))
+            shapes[inp.name] = ((opts.min_batch, *rest), (opts.opt_batch, *rest), (opts.max_batch, *rest))
     return shapes
 
 

@@ -7,20 +7,21 @@ without a usable device can abort the process instead of raising.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 from ...errors import UsageError
 
 
 @dataclass(frozen=True)
 class TrtEnvironment:
-    trt: object  # the tensorrt module
+    trt: ModuleType  # tensorrt
     version: str
     major: int
     gpu_name: str
     compute_capability: str
 
 
-def tensorrt_status() -> tuple[object | None, str | None]:
+def tensorrt_status() -> tuple[ModuleType | None, str | None]:
     """(module, None) or (None, why it is unusable)."""
     try:
         import tensorrt
@@ -42,7 +43,7 @@ def tensorrt_missing() -> list[str]:
     try:  # the TensorRT backend keeps its device buffers and streams in torch
         import torch
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]  # an optional dependency: None when absent
         missing.append("PyTorch is not installed (the TensorRT backend uses its CUDA tensors and streams)")
     if torch is not None and not torch.cuda.is_available():
         missing.append("no CUDA device is visible to PyTorch (torch.cuda.is_available() is False)")
@@ -59,6 +60,7 @@ def require_tensorrt() -> TrtEnvironment:
     import torch
 
     trt, _ = tensorrt_status()
+    assert trt is not None  # tensorrt_missing() found nothing missing
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     version = trt.__version__
     return TrtEnvironment(
