@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The levers beyond OpenVINO's defaults (issue 16, item 3), measured in one `bench` run against
+# The levers beyond OpenVINO's defaults (issue 16, item 3), measured in one `bench engines` run against
 # the ov-int8 engine on the default export, with accuracy on all 10,000 test digits:
 #   (routing without the transpose of the predictions, commit 0a655dd, measured 0.6-0.7x and was
 #   reverted: docs/results.md)
@@ -20,7 +20,7 @@ capsdeploy export --checkpoint "$RUN" -o "$L/fp32.onnx" >/dev/null
 capsdeploy export --checkpoint "$RUN" -o "$L/int8.onnx" "${Q[@]}" >/dev/null
 capsdeploy export --checkpoint "$RUN" -o "$L/int8-matmul.onnx" --int8-ops Conv,PredictionMatMul "${Q[@]}" >/dev/null
 MODELS="ov-int8=$L/int8.onnx,ov-bf16=$L/int8.onnx,ov-int8=$L/int8-matmul.onnx,ov=$L/fp32.onnx,ov-bf16=$L/fp32.onnx"
-capsdeploy bench --checkpoint "$RUN" --engines torch,ov-defaults,ov-defaults-int8 --model "$MODELS" \
+capsdeploy bench engines --checkpoint "$RUN" --engines torch,ov-defaults,ov-defaults-int8 --model "$MODELS" \
   --batch-sizes 8,16,32 --duration-s 3 --accuracy-samples -1 "${DATA[@]}" --json "$OUT/levers.json" \
   --markdown "$OUT/levers.md"
 python - "$OUT/levers.json" <<'PY'

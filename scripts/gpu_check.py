@@ -8,8 +8,8 @@ Steps, each with its own time limit (the whole check stays under 8 minutes on an
                 for want of CUDA fails; TensorRT tests skip with their reason): torch-cuda
                 validate, CUDA training with AMP, CUDA and CPU forward agreeing
   validate      capsdeploy validate --engine torch-cuda (FP32 tolerance, TF32 off)
-  bench_engines capsdeploy bench --engines torch,torch-cuda (GPU peak fraction, GPU FP32 GEMM)
-  bench_workers capsdeploy bench --engine torch-cuda --workers 2 (every worker serves)
+  bench_engines capsdeploy bench engines --engines torch,torch-cuda (GPU peak fraction, GPU FP32 GEMM)
+  bench_workers capsdeploy bench batcher --engine torch-cuda --instances 2 (every worker serves)
   standin_*     our CUDA-graph machinery (TrtBackend itself) driven by a stand-in engine whose
                 enqueue launches a CuPy kernel on the stream it is given: buckets with
                 interleaved batch sizes, clones in threads, more backends than PyTorch's
@@ -426,7 +426,7 @@ def validate(run: Path):
 
 
 def bench_engines(run: Path):
-    r = _cli("bench", "--checkpoint", run, "--engines", "torch,torch-cuda", "--batch-sizes", "1,32,256",
+    r = _cli("bench", "engines", "--checkpoint", run, "--engines", "torch,torch-cuda", "--batch-sizes", "1,32,256",
              "--warmup-s", 0.2, "--duration-s", 1, "--json", "-", limit=LIMITS_S["bench_engines"])  # fmt: skip
     rows = [
         {k: row.get(k) for k in ("engine", "batch", "latency_ms_p50", "images_per_second", "speedup_vs_torch",
@@ -445,8 +445,8 @@ def bench_engines(run: Path):
 
 
 def bench_workers(run: Path):
-    r = _cli("bench", "--engine", "torch-cuda", "--checkpoint", run, "--clients", 16, "--requests", 8,
-             "--repeats", 2, "--workers", 2, "--json", "-", limit=LIMITS_S["bench_workers"])  # fmt: skip
+    r = _cli("bench", "batcher", "--engine", "torch-cuda", "--checkpoint", run, "--clients", 16, "--requests", 8,
+             "--repeats", 2, "--instances", 2, "--json", "-", limit=LIMITS_S["bench_workers"])  # fmt: skip
     per_worker = r["modes"]["dynamic_batcher"]["batches_per_worker"]
     return len(per_worker) == 2 and all(n > 0 for n in per_worker), {
         "batches_per_worker": per_worker,

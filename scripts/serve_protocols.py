@@ -1,5 +1,5 @@
 """HTTP vs gRPC vs system shared memory on one `capsdeploy serve`, at one concurrency (64 by
-default): capsdeploy's own load generator (`bench --url http://`, `bench --url grpc://`) and
+default): capsdeploy's own load generator (`bench http --url http://`, `bench http --url grpc://`) and
 Triton's perf_analyzer (HTTP, gRPC, gRPC + --shared-memory system), whose reports (with the
 server-side statistics) are printed as they come.
 
@@ -31,6 +31,7 @@ def bench(url: str, concurrency: int) -> dict:
             "-m",
             "capsdeploy",
             "bench",
+            "http",
             "--url",
             url,
             "--concurrency",

@@ -3,7 +3,7 @@ tritonclient.http client per thread, binary single-image requests, for a fixed t
 
     python scripts/tritonclient_load.py URL [--model capsnet] [--threads 64] [--seconds 10] [--json OUT]
 
-Prints (and writes) requests/s and client-side latency percentiles; `capsdeploy bench --url`
+Prints (and writes) requests/s and client-side latency percentiles; `capsdeploy bench http`
 is the full tool (windows, stability rule, open loop), this is the cross-check.
 """
 

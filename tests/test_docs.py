@@ -67,7 +67,10 @@ def commands(page: Path):
 
 
 def flags_of(argv: list[str]) -> tuple[str, set[str], list[str]]:
-    """(command path, the flags it accepts, the flags the line names)."""
+    """(command path, the flags it accepts, the flags the line names). Words before the first
+    flag walk down groups to the subcommand they name (`capsdeploy bench engines` checks the
+    line against `bench engines`' options). Hidden options (a deprecated form kept for a release,
+    such as `bench --engines`) are not accepted: the pages show the current form."""
     cmd: click.Command = cli
     path = ["capsdeploy"]
     rest = list(argv)
@@ -77,6 +80,8 @@ def flags_of(argv: list[str]) -> tuple[str, set[str], list[str]]:
         cmd, path = sub, [*path, rest.pop(0)]
     accepted = {"--help", "-h"}
     for param in cmd.params:
+        if getattr(param, "hidden", False):
+            continue
         accepted.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("-"))
     named = [t.split("=")[0] for t in rest if t.startswith("-") and not re.fullmatch(r"-\d[\d.]*", t)]
     return " ".join(path), accepted, named
@@ -104,6 +109,27 @@ def test_the_flag_check_catches_an_unknown_flag():
     assert path == "capsdeploy export"
     assert "--no-such-flag" in named and "--no-such-flag" not in accepted
     assert "--checkpoint" in accepted
+
+
+def test_the_flag_check_resolves_subcommands_and_catches_their_unknown_flags():
+    path, accepted, named = flags_of(["bench", "engines", "--engines", "torch", "--url", "http://x"])
+    assert path == "capsdeploy bench engines"
+    assert "--engines" in accepted and "--batch-sizes" in accepted
+    assert "--url" in named and "--url" not in accepted  # another subcommand's flag
+    path, accepted, _ = flags_of(["bench", "http", "--url", "http://x"])
+    assert path == "capsdeploy bench http" and "--url" in accepted and "--engines" not in accepted
+
+
+def test_the_flag_check_refuses_the_deprecated_flag_form():
+    """`capsdeploy bench --engines ...` still runs for a release, but the pages must not teach it."""
+    path, accepted, named = flags_of(["bench", "--checkpoint", "r", "--engines", "torch"])
+    assert path == "capsdeploy bench"
+    assert {"--checkpoint", "--engines"} <= set(named) and not ({"--checkpoint", "--engines"} & accepted)
+
+
+def test_the_flag_check_refuses_an_unknown_subcommand():
+    with pytest.raises(AssertionError, match="no subcommand 'bogus'"):
+        flags_of(["bench", "bogus", "--url", "x"])
 
 
 def test_the_link_check_catches_a_broken_anchor(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..data import load_split
 from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
 from ..errors import UsageError
-from ..runtime.engines import EngineSpec, engine_spec
+from ..runtime.engines import PEERS, EngineSpec, engine_spec
 
 CV_WARNING = 0.05
 
@@ -290,28 +290,113 @@ def runnable_batches(backend, batch_sizes: list[int]) -> tuple[list[int], list[i
     return inside, [b for b in batch_sizes if b not in inside]
 
 
+# --cuda-graphs: the modes each TensorRT engine is timed in (one row each).
+GRAPH_MODES = {"both": (False, True), "on": (True,), "off": (False,)}
+DEFAULT_BATCHES = [1, 8, 32, 128]
+
+
+@dataclass
+class BenchReport:
+    """What ``bench engines`` (mode "engine") and ``bench sweep`` (mode "routing-sweep") measured:
+    the settings, the environment, and one row per (engine, batch). Rows stay dicts with the JSON's
+    keys: they are the table, read by column (CSV, Markdown, plot)."""
+
+    mode: str
+    checkpoint: str | None
+    batch_sizes: list[int]
+    warmup_s: float
+    duration_s: float
+    threads: int | None
+    instances: int
+    peak_fp32_gemm_gflops: float
+    peak_fp32_gemm_gflops_gpu: float | None
+    results: list[dict]
+    warnings: list[str]
+    dataset: str = "synthetic"
+    environment: dict = field(default_factory=dict)
+    routing_iters: list[int] | None = None  # the sweep's counts; None in engine mode
+
+    def to_dict(self) -> dict:
+        """The --json document, keys in the order the flag form always wrote them."""
+        out = {
+            "environment": self.environment,
+            "dataset": self.dataset,
+            "mode": self.mode,
+            "checkpoint": self.checkpoint,
+            "batch_sizes": self.batch_sizes,
+            "warmup_s": self.warmup_s,
+            "duration_s": self.duration_s,
+            "threads": self.threads,
+            "instances": self.instances,
+            "peak_fp32_gemm_gflops": self.peak_fp32_gemm_gflops,
+            "peak_fp32_gemm_gflops_gpu": self.peak_fp32_gemm_gflops_gpu,
+            "results": self.results,
+            "warnings": self.warnings,
+        }
+        if self.routing_iters is not None:
+            out["routing_iters"] = self.routing_iters
+        return out
+
+
+def with_peers(engines: list[str]) -> list[str]:
+    """``engines`` with every peer added, and PyTorch eager first: it is the reference every
+    ratio is taken against, so it is always in a run that has peers."""
+    engines = ["torch", *[e for e in engines if e != "torch"]]
+    return engines + [p for p in PEERS if p not in engines]
+
+
+def run_dataset(checkpoint: str | None) -> str:
+    """The dataset the run was trained on (synthetic without a run)."""
+    if not checkpoint:
+        return "synthetic"
+    from ..model.checkpoint import read_run_info
+
+    return read_run_info(checkpoint).dataset_name
+
+
+def timing_dataset(checkpoint: str | None, dataset: str | None, accuracy_samples: int) -> str:
+    """The images an engine run times (and scores) on: as given; else the run's own when accuracy
+    is scored (synthetic digits would score noise); else synthetic (timing does not care)."""
+    return dataset or (run_dataset(checkpoint) if accuracy_samples else "synthetic")
+
+
+def engine_choices(
+    engines: list[str], models: list[str], peers: bool = False, cuda_graphs: str = "both"
+) -> list[EngineChoice]:
+    """What one engine run times: the named engines (with the peers and the torch reference when
+    ``peers``), then the model files, each TensorRT engine once per --cuda-graphs mode."""
+    names = with_peers(engines) if peers else engines
+    return with_graph_modes(parse_engines(names, models), GRAPH_MODES[cuda_graphs])
+
+
 def bench_engines(
     choices: list[EngineChoice],
     checkpoint: str | None,
-    batch_sizes: list[int],
+    batch_sizes: list[int] | None = None,
     warmup_s: float = 0.2,
     duration_s: float = 3.0,
     threads: int | None = None,
-    dataset: str = "synthetic",
+    dataset: str | None = None,
     data_dir: str | None = None,
     test_split: str = "t10k",
     accuracy_samples: int = 0,
     progress=None,
     instances: int = 1,
-) -> dict:
+    env: dict | None = None,
+) -> BenchReport:
     """Every (engine, batch) configuration; ``accuracy_samples`` > 0 also scores each engine on
     that many test images (all of them with -1). ``instances`` > 1 times each engine with that
-    many concurrent callers, each on its own clone (model instances, OpenVINO streams)."""
+    many concurrent callers, each on its own clone (model instances, OpenVINO streams).
+    ``batch_sizes``: default 1, 8, 32, 128. ``dataset``: default ``timing_dataset``'s choice.
+    ``env``: the environment, when the caller already collected it (to print it first)."""
     if not choices:
         raise UsageError("name at least one engine (--engines) or model file (--model)")
+    if batch_sizes is None:
+        batch_sizes = DEFAULT_BATCHES
     if any(b < 1 for b in batch_sizes) or not batch_sizes:
         raise UsageError("--batch-sizes must be positive integers")
     batch_sizes = list(dict.fromkeys(batch_sizes))
+    dataset = timing_dataset(checkpoint, dataset, accuracy_samples)
     pixels = load_split(dataset, test_split, data_dir, download=False, limit=256).images
     test = None
     if accuracy_samples:
@@ -365,19 +450,25 @@ def bench_engines(
         for r in rows
         if r["cv"] > CV_WARNING
     ]
-    return {
-        "mode": "engine",
-        "checkpoint": checkpoint,
-        "batch_sizes": batch_sizes,
-        "warmup_s": warmup_s,
-        "duration_s": duration_s,
-        "threads": threads,
-        "instances": instances,
-        "peak_fp32_gemm_gflops": round(peak, 1),
-        "peak_fp32_gemm_gflops_gpu": round(gpu_peak, 1) if gpu_peak else None,
-        "results": rows,
-        "warnings": warnings,
-    }
+    if env is None:
+        from ..envinfo import environment
+
+        env = environment()
+    return BenchReport(
+        mode="engine",
+        checkpoint=checkpoint,
+        batch_sizes=batch_sizes,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        threads=threads,
+        instances=instances,
+        peak_fp32_gemm_gflops=round(peak, 1),
+        peak_fp32_gemm_gflops_gpu=round(gpu_peak, 1) if gpu_peak else None,
+        results=rows,
+        warnings=warnings,
+        dataset=dataset,
+        environment=env,
+    )
 
 
 def graph_report(backend, choice: EngineChoice) -> dict:
@@ -418,20 +509,28 @@ def _add_speedups(rows: list[dict]) -> None:
 def sweep_routing(
     checkpoint: str,
     iterations: list[int],
-    engines: list[str],
-    batch: int,
+    engines: list[str] | None = None,
+    batch: int = 32,
+    dataset: str | None = None,
+    accuracy_samples: int = -1,
     **kw,
-) -> dict:
-    """Accuracy and latency per routing iteration count, side by side."""
+) -> BenchReport:
+    """Accuracy and latency per routing iteration count, side by side: each count exported from
+    the run and run on each engine (default ort), scored on the run's own test set (all of it
+    by default: the accuracy is the point of the sweep)."""
+    if not checkpoint:
+        raise UsageError("the routing sweep exports each count from a run: give --checkpoint RUN_DIR")
+    if not iterations or any(k < 1 for k in iterations):
+        raise UsageError("--routing-iters must be positive integers")
     choices = [
         replace(e, label=f"{e.label}-r{k}", routing_iters=k)
         for k in iterations
-        for e in parse_engines(engines, [])
+        for e in parse_engines(engines or ["ort"], [])
     ]
-    report = bench_engines(choices, checkpoint, [batch], **kw)
-    report["mode"] = "routing-sweep"
-    report["routing_iters"] = iterations
-    return report
+    report = bench_engines(
+        choices, checkpoint, [batch], dataset=dataset, accuracy_samples=accuracy_samples, **kw
+    )
+    return replace(report, mode="routing-sweep", routing_iters=iterations)
 
 
 # -- output -----------------------------------------------------------------

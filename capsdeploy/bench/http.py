@@ -360,10 +360,45 @@ async def _levels(target, concurrency, rates, poisson, window_s, max_trials, see
     return levels
 
 
+DEFAULT_CONCURRENCY = (1, 4, 16, 64)
+
+
+@dataclass
+class HttpReport:
+    """``bench http``: the load's settings and one level per concurrency or request rate (dicts
+    with the JSON's keys: they are the table)."""
+
+    protocol: str  # http or grpc
+    url: str
+    model: str
+    batch: int
+    encoding: str
+    window_s: float
+    max_trials: int
+    levels: list[dict]
+    environment: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The --json document, keys in the order the flag form always wrote them."""
+        return {
+            "environment": self.environment,
+            "mode": "http",
+            "protocol": self.protocol,
+            "url": self.url,
+            "model": self.model,
+            "batch": self.batch,
+            "encoding": self.encoding,
+            "window_s": self.window_s,
+            "max_trials": self.max_trials,
+            "stability": f"last 3 windows within +-{STABILITY:.0%} on throughput and p99",
+            "levels": self.levels,
+        }
+
+
 def bench_http(
     url: str,
     model: str = "capsnet",
-    concurrency: list[int] | tuple = (1, 4, 16, 64),
+    concurrency: list[int] | tuple | None = None,
     request_rates: list[float] | tuple = (),
     poisson: bool = False,
     batch: int = 1,
@@ -371,7 +406,14 @@ def bench_http(
     window_s: float = 2.0,
     max_trials: int = 10,
     seed: int = 0,
-) -> dict:
+    env: dict | None = None,
+) -> HttpReport:
+    """Closed-loop levels (``concurrency``; default 1,4,16,64 unless open-loop ``request_rates``
+    are given), then open-loop ones. ``env``: the environment, when the caller already has it."""
+    if concurrency is None:
+        concurrency = () if request_rates else DEFAULT_CONCURRENCY
+    if poisson and not request_rates:
+        raise UsageError("--poisson shapes open-loop arrivals: give --request-rate too")
     if any(c < 1 for c in concurrency) or any(r <= 0 for r in request_rates):
         raise UsageError("--concurrency and --request-rate must be positive")
     if not url.startswith(("http://", "https://", "grpc://")):
@@ -398,24 +440,28 @@ def bench_http(
             pixels,
         )
     )
-    return {
-        "mode": "http",
-        "protocol": "grpc" if url.startswith("grpc://") else "http",
-        "url": url,
-        "model": model,
-        "batch": batch,
-        "encoding": "raw (gRPC)" if url.startswith("grpc://") else ("binary" if binary else "json"),
-        "window_s": window_s,
-        "max_trials": max_trials,
-        "stability": f"last 3 windows within +-{STABILITY:.0%} on throughput and p99",
-        "levels": levels,
-    }
+    if env is None:
+        from ..envinfo import environment
+
+        env = environment()
+    grpc = url.startswith("grpc://")
+    return HttpReport(
+        protocol="grpc" if grpc else "http",
+        url=url,
+        model=model,
+        batch=batch,
+        encoding="raw (gRPC)" if grpc else ("binary" if binary else "json"),
+        window_s=window_s,
+        max_trials=max_trials,
+        levels=levels,
+        environment=env,
+    )
 
 
-def format_http(report: dict) -> str:
+def format_http(report: HttpReport) -> str:
     head = f"{'load':<18}{'img/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>7}{'late':>6}{'stable':>8}  server queue/compute us, batch"
     lines = [head]
-    for lv in report["levels"]:
+    for lv in report.levels:
         load = (
             f"c={lv['concurrency']}"
             if lv["loop"] == "closed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,55 @@ def _input(backend, batch: int) -> dict:
 
 def _median(rows: list[dict[str, float]]) -> dict[str, float]:
     return {p: round(float(np.median([r.get(p, 0.0) for r in rows])), 4) for p in PHASES}
+
+
+@dataclass
+class ProfileReport:
+    """``bench engines --profile``: milliseconds per phase per engine, at one batch size."""
+
+    batch: int
+    milliseconds: dict[str, dict[str, float]]  # engine label -> phase -> ms
+    environment: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"environment": self.environment, "batch": self.batch, "milliseconds": self.milliseconds}
+
+
+def profile_engines(
+    engines: list[str],
+    checkpoint: str | None,
+    batch: int = 32,
+    threads: int | None = None,
+    data_dir: str | None = None,
+    env: dict | None = None,
+) -> ProfileReport:
+    """Each engine exported from the run and profiled at ``batch``: the engines' own per-node
+    counters exist for OpenVINO and ONNX Runtime on the CPU only, so other engines are refused."""
+    from ..errors import UsageError
+    from .engine import export_for, parse_engines
+
+    if not checkpoint or not engines:
+        raise UsageError("--profile needs --checkpoint and --engines (ort and ov engines)")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="capsdeploy-profile-") as tmp:
+        for choice in parse_engines(engines, []):
+            spec = choice.spec
+            if spec.runtime not in ("ort", "ov") or spec.device != "cpu":
+                raise UsageError(
+                    f"--profile reads OpenVINO's and ONNX Runtime's CPU counters; not {spec.name}"
+                )
+            path = export_for(choice, checkpoint, Path(tmp), data_dir)
+            if spec.runtime == "ov":
+                # The profile compiles its own model with PERF_COUNT on: no cached blob.
+                opts = {k: v for k, v in spec.options.items() if k != "cache_dir"}
+                results[choice.label] = profile_ov(path, batch, threads=threads, **opts)
+            else:
+                results[choice.label] = profile_ort(path, batch, threads=threads)
+    if env is None:
+        from ..envinfo import environment
+
+        env = environment()
+    return ProfileReport(batch, results, env)
 
 
 def format_profile(results: dict[str, dict[str, float]]) -> str:

@@ -36,6 +36,15 @@ def handle_errors(fn):
     return wrapper
 
 
+def data_dir_option(fn):
+    """--data-dir: where the IDX files are, for every command that reads a dataset."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        help="Folder holding the IDX files (looked up before $CAPSDEPLOY_DATA and the cache).",
+    )(fn)
+
+
 def data_options(fn):
     """--data-dir and --no-download, shared by train, eval and validate (each defines its own --dataset)."""
     fn = click.option(
@@ -43,12 +52,55 @@ def data_options(fn):
         is_flag=True,
         help="Never fetch missing dataset files; fail and say where to put them.",
     )(fn)
-    fn = click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        help="Folder holding the IDX files (looked up before $CAPSDEPLOY_DATA and the cache).",
+    return data_dir_option(fn)
+
+
+def json_option(what: str = "the results"):
+    """--json PATH ('-' for stdout), for commands whose output scripts consume."""
+    return click.option("--json", "json_dest", metavar="PATH", help=f"Write {what} as JSON; '-' for stdout.")
+
+
+def threads_option(fn):
+    return click.option(
+        "--threads", type=click.IntRange(1), help="Intra-op threads of ort and ov engines (and of torch)."
     )(fn)
-    return fn
+
+
+def comma_list(cast, example: str):
+    """A click callback: '1,8,32' (or spaces) -> [1, 8, 32]; nothing given -> []."""
+
+    def parse(ctx, param, value):
+        if not value:
+            return []
+        try:
+            return [cast(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            raise click.BadParameter(f"a comma-separated list, e.g. {example}") from None
+
+    return parse
+
+
+def timing_options(warmup_s: float = 0.2, duration_s: float = 3.0):
+    """trtexec's --warmUp/--duration, in seconds: every (engine, batch) is warmed up, then timed
+    back to back for at least the duration."""
+
+    def decorate(fn):
+        fn = click.option(
+            "--duration-s",
+            type=click.FloatRange(0.01),
+            default=duration_s,
+            show_default=True,
+            help="Timed inferences per (engine, batch), back to back.",
+        )(fn)
+        return click.option(
+            "--warmup-s",
+            type=click.FloatRange(0),
+            default=warmup_s,
+            show_default=True,
+            help="Inferences discarded before timing.",
+        )(fn)
+
+    return decorate
 
 
 def parse_json_option(value: str | None, flag: str) -> dict:
@@ -73,7 +125,8 @@ def _sizes(ctx, param, value):
 
 
 def batching_options(prefix: str = ""):
-    """Triton's scheduling knobs (config.pbtxt): export writes them, serve --model uses them."""
+    """Triton's scheduling knobs (config.pbtxt): export writes them, serve --model uses them,
+    bench batcher times them (so it measures what serve runs by default)."""
 
     def decorate(fn):
         options = [

@@ -49,11 +49,11 @@ def test_bench_skips_batches_below_the_profile_minimum_and_pads_the_last_accurac
     )
     # The old loop ran batch 1 and crashed ("below this engine's minimum of 4"); the old accuracy
     # pass sent its last chunk of 2 images (10 = 8 + 2) and crashed the same way.
-    assert [r["batch"] for r in report["results"]] == [4, 8]
-    assert any("[1, 2, 16]" in w and "outside its profile 4..8" in w for w in report["warnings"])
+    assert [r["batch"] for r in report.results] == [4, 8]
+    assert any("[1, 2, 16]" in w and "outside its profile 4..8" in w for w in report.warnings)
     test = load_split("synthetic", "t10k", None, download=False, limit=10)
     unlimited = accuracy(OrtBackend(onnx_model), test.images, test.labels)
-    assert report["results"][0]["accuracy"] == unlimited  # the pad rows were not scored
+    assert report.results[0]["accuracy"] == unlimited  # the pad rows were not scored
 
 
 def test_gpu_engines_are_measured_against_a_gpu_peak_not_the_cpu_gemm(monkeypatch, tiny_run, onnx_model):
@@ -69,12 +69,12 @@ def test_gpu_engines_are_measured_against_a_gpu_peak_not_the_cpu_gemm(monkeypatc
     ]
     monkeypatch.setattr("capsdeploy.bench.engine._flops_of", lambda backend, choice: 10**9)
     report = _bench(monkeypatch, lambda c: OrtBackend(c.model), choices, batch_sizes=[2])
-    rows = {r["engine"]: r for r in report["results"]}
+    rows = {r["engine"]: r for r in report.results}
     for name, peak in (("cpu", 100.0), ("gpu", 1e6)):
         r = rows[name]
         assert r["effective_gflops"] == pytest.approx(r["images_per_second"], rel=1e-3)
         assert r["fraction_of_fp32_peak"] == pytest.approx(r["effective_gflops"] / peak, abs=1e-4)
-    assert report["peak_fp32_gemm_gflops_gpu"] == 1e6
+    assert report.peak_fp32_gemm_gflops_gpu == 1e6
 
 
 def test_gpu_rows_get_no_fraction_when_no_gpu_peak_can_be_measured(monkeypatch):
