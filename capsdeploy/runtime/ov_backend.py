@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import os
 import threading
@@ -188,8 +189,17 @@ class OvBackend(Backend):
         self._request = None
 
 
+RT_INFO_KEY = "capsdeploy_metadata"  # where an OpenVINO IR (.xml) carries capsdeploy's metadata
+
+
 def _metadata(path: Path) -> ModelMetadata | None:
-    """capsdeploy's metadata from the ONNX file (an IR .xml has none)."""
+    """capsdeploy's metadata from the ONNX file's metadata_props, or from an IR's rt_info (an IR
+    written by OpenVINO's own tools, e.g. NNCF, with scripts/nncf_quantize.py)."""
+    if path.suffix == ".xml":
+        model = core().read_model(str(path))
+        if not model.has_rt_info([RT_INFO_KEY]):
+            return None
+        return ModelMetadata.from_props(json.loads(model.get_rt_info([RT_INFO_KEY]).astype(str)))
     if path.suffix != ".onnx":
         return None
     import onnx
