@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import click
 
+from ..errors import UsageError
 from .common import batching_from, batching_options, handle_errors
+
+if TYPE_CHECKING:  # the exporters import torch; only their types are named here
+    from ..export.onnx_export import ExportOptions
+    from ..export.results import OnnxExport, RepositoryExport
+    from ..repository import BatchingOptions
+    from ..runtime.trt.build import BuildOptions, PlanBuild
 
 
 def optgroup_triton(f):
@@ -162,30 +172,7 @@ def optgroup_triton(f):
 @optgroup_triton
 @click.option("--json", "json_dest", metavar="PATH", help="Write the export report as JSON; '-' for stdout.")
 @handle_errors
-def export_cmd(
-    checkpoint,
-    onnx_model,
-    fmt,
-    output,
-    io_dtype,
-    no_simplify,
-    strict_trt,
-    json_dest,
-    min_batch,
-    opt_batch,
-    max_batch,
-    workspace_mib,
-    optimization_level,
-    timing_cache,
-    no_engine_cache,
-    platform,
-    overwrite,
-    tuned_path,
-    ov_precision,
-    version_compatible,
-    exclude_lean_runtime,
-    **kw,
-):
+def export_cmd(checkpoint, onnx_model, fmt, output, strict_trt, json_dest, **flags):
     """Export a trained run to ONNX (routing unrolled), or build a TensorRT plan.
 
     \b
@@ -210,112 +197,176 @@ def export_cmd(
     (batching, queue policy, instances) validated against Triton's ModelConfig schema.
       capsdeploy export --format triton --checkpoint runs/mnist --output repo
     """
-    from ..errors import CapsDeployError, UsageError
-    from ..export import ExportOptions, export_onnx
-    from ..export.summary import format_summary
-    from ..export.trt_compat import has_errors
+    from ..errors import CapsDeployError
+    from ..export.results import OnnxExport
     from ..fileio import write_json_report
 
-    batching = batching_from(kw)  # only --format triton uses them
-    tuned = main_parameters = None
-    ov_options = {
-        "inference_precision": None if ov_precision == "default" else ov_precision,
-        "performance_hint": "LATENCY",  # one request per instance; more instances for throughput
-    }
-    if tuned_path:
-        if fmt != "triton":
-            raise UsageError("--tuned writes a Triton repository: add --format triton")
-        from ..bench.tune import repository_plan
+    result: OnnxExport | PlanBuild | RepositoryExport
+    if fmt == "onnx":
+        result = _export_onnx(checkpoint, output, flags)
+    elif fmt == "trt":
+        result = _export_plan(checkpoint, onnx_model, output, flags)
+    else:
+        result = _export_repository(checkpoint, output, flags)
+    if json_dest:
+        write_json_report(json_dest, result.to_dict())
+    if json_dest != "-":
+        for w in result.warnings:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(result.describe())
+    # --strict-trt judges the file of --format onnx; the other formats do not read it.
+    if strict_trt and isinstance(result, OnnxExport) and result.tensorrt_errors:
+        raise CapsDeployError("TensorRT compatibility check failed (--strict-trt)")
 
-        tuned = repository_plan(tuned_path, batching)
-        platform, batching, main_parameters = tuned["platform"], tuned["batching"], tuned["parameters"]
-        kw.update(tuned["export"])
-        ov_options = tuned["ov_options"]
-    kw["int8_ops"] = tuple(op.strip() for op in kw["int8_ops"].split(",") if op.strip())
-    if kw["int8_target"] == "cpu" and (fmt == "trt" or (fmt == "triton" and platform == "trt")):
-        raise UsageError("--int8-target cpu makes a file for ONNX Runtime; TensorRT needs --int8-target trt")
-    opts = ExportOptions(
-        io_dtype="float16" if io_dtype == "fp16" else "float32", simplify=not no_simplify, **kw
-    )
-    if fmt == "triton":
-        from ..export.triton_repo import describe, export_triton
 
-        if not checkpoint:
-            raise UsageError("--format triton needs --checkpoint DIR")
-        builder = None
-        if platform != "trt" and (version_compatible or exclude_lean_runtime):
-            raise UsageError(
-                "--version-compatible and --exclude-lean-runtime apply to TensorRT plans: add --platform trt"
-            )
-        if platform == "trt":
-            from ..runtime.trt.build import BuildOptions, repository_plan_builder
-            from ..runtime.trt.environment import require_tensorrt
+# One function per --format: the flags it reads, then the one library call that writes it.
 
-            build = BuildOptions(
-                workspace_mib=workspace_mib,
-                optimization_level=optimization_level,
-                timing_cache=timing_cache,
-                use_engine_cache=not no_engine_cache,
-                version_compatible=version_compatible,
-                exclude_lean_runtime=exclude_lean_runtime,
-            )
-            build.check()
-            builder = repository_plan_builder(build)  # refuses --exclude-lean-runtime
-            require_tensorrt()  # before any export work
-        report = export_triton(
-            checkpoint, output, opts, batching, platform, builder, overwrite, main_parameters, ov_options
-        )
-        if tuned:
-            report["engine"] = tuned["engine"]
-        if json_dest:
-            write_json_report(json_dest, report)
-        if json_dest != "-":
-            for w in report["warnings"]:
-                click.echo(f"warning: {w}", err=True)
-            click.echo(describe(report))
-        return
-    if fmt == "trt":
-        from ..runtime.trt.build import BuildOptions, export_plan
 
-        build = BuildOptions(
-            min_batch,
-            opt_batch,
-            max_batch,
-            workspace_mib,
-            optimization_level,
-            timing_cache,
-            use_engine_cache=not no_engine_cache,
-            version_compatible=version_compatible,
-            exclude_lean_runtime=exclude_lean_runtime,
-        )
-        build.check()
-        report = export_plan(output, build, onnx_model, checkpoint, opts)
-        if json_dest:
-            write_json_report(json_dest, report)
-        if json_dest != "-":
-            state = "reused from the engine cache" if report["cache_hit"] else "built"
-            click.echo(f"wrote {report['output']} ({state}; sidecar {report['output']}.json)")
-            click.echo(f"runs on: {report['sidecar']['compatibility']['runs_on']}")
-        return
-    if version_compatible or exclude_lean_runtime:
+def _export_onnx(checkpoint, output, flags: dict) -> OnnxExport:
+    from ..export import export_onnx
+
+    _refuse_tuned(flags)
+    if flags["version_compatible"] or flags["exclude_lean_runtime"]:
         raise UsageError("--version-compatible and --exclude-lean-runtime apply to --format trt or triton")
     if not checkpoint:
         raise UsageError("--format onnx needs --checkpoint DIR")
-    report = export_onnx(checkpoint, output, opts)
-    if json_dest:
-        write_json_report(json_dest, report)
-    if json_dest != "-":
-        for w in report["warnings"]:
-            click.echo(f"warning: {w}", err=True)
-        routing = f"{report['routing_iters']} routing iterations" if report["routing_iters"] else "no routing"
-        click.echo(f"wrote {report['output']} ({report['precision']}, {routing})")
-        click.echo(format_summary(report["summary"]))
-        findings = report["tensorrt_findings"]
-        if kw["precision"] == "int8" and kw["int8_target"] == "cpu":
-            click.echo("TensorRT check: not applicable (CPU-targeted INT8, for ONNX Runtime)")
-        else:
-            click.echo("TensorRT check: " + ("ok" if not findings else f"{len(findings)} finding(s)"))
-        for f in findings:
-            click.echo(f"  {f}")
-    if strict_trt and has_errors(report["tensorrt_findings"]):
-        raise CapsDeployError("TensorRT compatibility check failed (--strict-trt)")
+    return export_onnx(checkpoint, output, _export_options(flags, for_tensorrt=False))
+
+
+def _export_plan(checkpoint, onnx_model, output, flags: dict) -> PlanBuild:
+    from ..runtime.trt.build import export_plan
+
+    _refuse_tuned(flags)
+    opts = _export_options(flags, for_tensorrt=True)
+    return export_plan(output, _build_options(flags), onnx_model, checkpoint, opts)
+
+
+def _export_repository(checkpoint, output, flags: dict) -> RepositoryExport:
+    from ..export.triton_repo import export_triton
+
+    target = _repository_target(flags)
+    opts = _export_options(flags, for_tensorrt=target.platform == "trt", overrides=target.export)
+    if not checkpoint:
+        raise UsageError("--format triton needs --checkpoint DIR")
+    builder = _plan_builder(target.platform, flags)
+    return export_triton(
+        checkpoint,
+        output,
+        opts,
+        target.batching,
+        target.platform,
+        builder,
+        flags["overwrite"],
+        target.main_parameters,
+        target.ov_options,
+        target.engine,
+    )
+
+
+# Flags -> options.
+
+# The flags named as ExportOptions' fields (and so as a tune file's "export" settings).
+_EXPORT_FIELDS = (
+    "routing_iters",
+    "precision",
+    "input_dtype",
+    "with_decoder",
+    "batch",
+    "opset",
+    "calib_samples",
+    "calib_split",
+    "data_dir",
+    "int8_ops",
+    "int8_target",
+    "int8_format",
+    "trt_version",
+)
+
+
+def _export_options(flags: dict, for_tensorrt: bool, overrides: dict | None = None) -> ExportOptions:
+    """The export flags as ExportOptions; ``overrides`` (a tune file's settings) win over them."""
+    from ..export import ExportOptions
+
+    values = {**{k: flags[k] for k in _EXPORT_FIELDS}, **(overrides or {})}
+    values["int8_ops"] = tuple(op.strip() for op in values["int8_ops"].split(",") if op.strip())
+    if values["int8_target"] == "cpu" and for_tensorrt:
+        raise UsageError("--int8-target cpu makes a file for ONNX Runtime; TensorRT needs --int8-target trt")
+    return ExportOptions(
+        io_dtype="float16" if flags["io_dtype"] == "fp16" else "float32",
+        simplify=not flags["no_simplify"],
+        **values,
+    )
+
+
+def _build_options(flags: dict) -> BuildOptions:
+    """The trt flags as BuildOptions, checked (a repository's builder sets the batch profile itself)."""
+    from ..runtime.trt.build import BuildOptions
+
+    build = BuildOptions(
+        flags["min_batch"],
+        flags["opt_batch"],
+        flags["max_batch"],
+        flags["workspace_mib"],
+        flags["optimization_level"],
+        flags["timing_cache"],
+        use_engine_cache=not flags["no_engine_cache"],
+        version_compatible=flags["version_compatible"],
+        exclude_lean_runtime=flags["exclude_lean_runtime"],
+    )
+    build.check()
+    return build
+
+
+@dataclass(frozen=True)
+class _RepositoryTarget:
+    """What a repository is written for: the flags', or with --tuned the tune file's choice."""
+
+    platform: str
+    batching: BatchingOptions
+    ov_options: dict | None
+    main_parameters: dict[str, str] | None = None
+    export: dict | None = None  # ExportOptions fields that win over the flags
+    engine: str | None = None
+
+
+def _repository_target(flags: dict) -> _RepositoryTarget:
+    batching = batching_from(flags)
+    if not flags["tuned_path"]:
+        ov_precision = flags["ov_precision"]
+        ov_options = {
+            "inference_precision": None if ov_precision == "default" else ov_precision,
+            "performance_hint": "LATENCY",  # one request per instance; more instances for throughput
+        }
+        return _RepositoryTarget(flags["platform"], batching, ov_options)
+    from ..bench.tune import repository_plan
+
+    tuned = repository_plan(flags["tuned_path"], batching)
+    return _RepositoryTarget(
+        tuned["platform"],
+        tuned["batching"],
+        tuned["ov_options"],
+        tuned["parameters"],
+        tuned["export"],
+        tuned["engine"],
+    )
+
+
+def _plan_builder(platform: str, flags: dict):
+    """--platform trt: the runtime's plan builder, after checking TensorRT is here; else None."""
+    if platform != "trt":
+        if flags["version_compatible"] or flags["exclude_lean_runtime"]:
+            raise UsageError(
+                "--version-compatible and --exclude-lean-runtime apply to TensorRT plans: add --platform trt"
+            )
+        return None
+    from ..runtime.trt.build import repository_plan_builder
+    from ..runtime.trt.environment import require_tensorrt
+
+    builder = repository_plan_builder(_build_options(flags))  # refuses --exclude-lean-runtime
+    require_tensorrt()  # before any export work
+    return builder
+
+
+def _refuse_tuned(flags: dict) -> None:
+    if flags["tuned_path"]:
+        raise UsageError("--tuned writes a Triton repository: add --format triton")

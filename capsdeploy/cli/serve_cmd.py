@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import click
 
 from ..runtime.select import ENGINES
@@ -111,7 +114,7 @@ def serve_cmd(
 
     from ..errors import UsageError
     from ..serve.app import ServerState
-    from ..serve.models import load_model_path, load_repository
+    from ..serve.models import load_repository
     from ..serve.server import run
 
     if bool(repository) == bool(model):
@@ -124,7 +127,7 @@ def serve_cmd(
     if repository:
         models = load_repository(repository, engine, on_batch=state.observe_batch)
     else:
-        models, tmp = load_model_path(model, engine, batching, on_batch=state.observe_batch)
+        models, tmp = load_model_or_run(model, engine, batching, on_batch=state.observe_batch)
     state.models.update(models)
     try:
         for m in models.values():
@@ -135,3 +138,28 @@ def serve_cmd(
             m.close(drain_s=0)
         if tmp is not None:
             tmp.cleanup()
+
+
+def load_model_or_run(
+    path: str | Path, engine: str, batching, on_batch=None
+) -> tuple[dict, tempfile.TemporaryDirectory | None]:
+    """``serve --model PATH``'s models, and the temporary directory to clean up after serving.
+
+    A run directory on an exported engine is exported once into a temporary repository and
+    that is served: exactly what `export --format triton` then `serve REPO` would do. The
+    export happens here so that serve itself reads repositories and model files only."""
+    from ..serve.models import load_model_path, load_repository
+
+    if not (Path(path).is_dir() and not engine.startswith("torch")):
+        return load_model_path(path, engine, batching, on_batch), None
+    from ..export import ExportOptions
+    from ..export.triton_repo import export_triton
+
+    tmp = tempfile.TemporaryDirectory(prefix="capsdeploy-serve-")
+    try:
+        repo = Path(tmp.name) / "repo"
+        export_triton(path, repo, ExportOptions(), batching)
+        return load_repository(repo, engine, on_batch), tmp
+    except BaseException:
+        tmp.cleanup()
+        raise

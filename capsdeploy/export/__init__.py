@@ -11,6 +11,8 @@ import importlib
 _LAZY = {
     "ExportOptions": ".onnx_export",
     "export_onnx": ".onnx_export",
+    "OnnxExport": ".results",
+    "RepositoryExport": ".results",
     "ModelMetadata": ".metadata",
     "read_metadata": ".metadata",
     "check_tensorrt_compat": ".trt_compat",

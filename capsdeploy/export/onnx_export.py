@@ -26,6 +26,7 @@ from ..version import __version__
 from .deploy_module import DeployModule
 from .metadata import write_metadata
 from .precision import INT8_FORMATS, INT8_OPS, INT8_TARGETS, to_int8
+from .results import OnnxExport
 from .summary import summarize
 from .trt_compat import TrtVersion, check_tensorrt_compat
 
@@ -54,8 +55,8 @@ class ExportOptions:
     trt_version: str = "10"
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions) -> dict:
-    """Export and write ``output``; return a report (summary, metadata, TRT findings)."""
+def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions) -> OnnxExport:
+    """Export and write ``output``; return what was written (summary, warnings, TRT findings)."""
     _validate_options(opts)
     model, info = load_run(checkpoint, routing_iters=opts.routing_iters)
     if opts.with_decoder and "reconstruction" not in model.output_names:
@@ -99,15 +100,16 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opts: ExportOptions)
     with atomic_path(output) as tmp:
         onnx.save(proto, tmp)
         size = tmp.stat().st_size
-    return {
-        "output": str(output),
-        "checkpoint": str(checkpoint),
-        "summary": summarize(proto, size),
-        "precision": opts.precision,
-        "routing_iters": iters,
-        "warnings": warnings_out,
-        "tensorrt_findings": findings,  # Finding objects; JSON via fileio.write_json_report
-    }
+    return OnnxExport(
+        output=str(output),
+        checkpoint=str(checkpoint),
+        summary=summarize(proto, size),
+        precision=opts.precision,
+        routing_iters=iters,
+        warnings=warnings_out,
+        tensorrt_findings=findings,
+        tensorrt_checked=not cpu_int8,
+    )
 
 
 def _validate_options(opts: ExportOptions) -> None:

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import onnx
 from onnx import helper
@@ -27,9 +28,21 @@ from ..repository.layout import find_models
 from ..repository.openvino import triton_parameters
 from .decoder_export import export_decoder
 from .onnx_export import ExportOptions, export_onnx
+from .results import RepositoryExport, RepositoryModel
 
-# (onnx_path, plan_path, batching) -> report; builds a plan whose profile covers 1..max_batch_size.
-PlanBuilder = Callable[[Path, Path, BatchingOptions], dict]
+
+class BuiltPlan(Protocol):
+    """What a plan builder returns (the runtime's ``PlanBuild``), as far as a repository needs it."""
+
+    @property
+    def tensorrt_version(self) -> str: ...
+
+    @property
+    def compatibility(self) -> dict: ...
+
+
+# (onnx_path, plan_path, batching) -> the build; builds a plan whose profile covers 1..max_batch_size.
+PlanBuilder = Callable[[Path, Path, BatchingOptions], BuiltPlan]
 
 
 def export_triton(
@@ -42,10 +55,12 @@ def export_triton(
     overwrite: bool = False,
     main_parameters: dict[str, str] | None = None,
     ov_options: dict | None = None,
-) -> dict:
-    """Write ``repo``; return a report naming every file written. ``main_parameters`` go into
+    engine: str | None = None,
+) -> RepositoryExport:
+    """Write ``repo``; return what was written, naming every file. ``main_parameters`` go into
     the main model's config (a tuned engine and its CPU); ``ov_options`` are the OpenVINO
-    settings (inference precision, hint, streams, threads) of ``platform="openvino"``."""
+    settings (inference precision, hint, streams, threads) of ``platform="openvino"``;
+    ``engine`` names the tuned engine the repository is for (the result carries it)."""
     batching.check()
     if platform not in PLATFORMS:
         raise UsageError(f"--platform must be one of {sorted(PLATFORMS)}")
@@ -73,14 +88,14 @@ def export_triton(
         _swap_into_place(staging, repo)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    report["repository"] = str(repo)
-    report["models"] = {
-        name: {**m, "files": [str(repo / f) for f in m["files"]]} for name, m in report["models"].items()
-    }
-    return report
+    # The files were listed relative to the staging directory; they now live under repo.
+    models = {name: replace(m, files=[str(repo / f) for f in m.files]) for name, m in report.models.items()}
+    return replace(report, repository=str(repo), models=models, engine=engine)
 
 
-def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, main_extra) -> dict:
+def _write(
+    staging, checkpoint, opts, batching, platform, build_plan, extra, main_extra
+) -> RepositoryExport:
     arch = read_run_info(checkpoint).arch
     main_name = MAIN_MODEL[arch]
     caps_onnx = staging / main_name / "1" / "model.onnx"
@@ -113,11 +128,10 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, mai
             built = build_plan(onnx_path, plan, batching)
             onnx_path.unlink()
             # What a Triton container needs to load the plan, beside the plan's own sidecar.
-            sidecar = built.get("sidecar", {})
-            compat = sidecar.get("compatibility", {})
+            compat = built.compatibility
             decl.parameters.update(
                 {
-                    "capsdeploy.tensorrt_version": str(sidecar.get("built_for", {}).get("tensorrt", "")),
+                    "capsdeploy.tensorrt_version": built.tensorrt_version,
                     "capsdeploy.tensorrt_version_compatible": str(
                         bool(compat.get("version_compatible"))
                     ).lower(),
@@ -127,22 +141,23 @@ def _write(staging, checkpoint, opts, batching, platform, build_plan, extra, mai
             files = sorted(p for p in plan.parent.iterdir() if p.name.startswith("model.plan"))
         cfg_path = staging / name / "config.pbtxt"
         cfg_path.write_text(render_config(model_config(decl, batching)))
-        models[name] = {
-            "platform": decl.platform,
-            "inputs": {t.name: [t.dtype, list(t.dims)] for t in decl.inputs},
-            "outputs": {t.name: [t.dtype, list(t.dims)] for t in decl.outputs},
-            "files": [str(p.relative_to(staging)) for p in [cfg_path, *files]],
-            **({"tensorrt_compatibility": compat} if compat is not None else {}),
-        }
-    return {
-        "checkpoint": str(checkpoint),
-        "precision": opts.precision,
-        "routing_iters": main["routing_iters"],
-        "batching": batching.__dict__,
-        "models": models,
-        "warnings": main["warnings"],
-        "tensorrt_findings": main["tensorrt_findings"],
-    }
+        models[name] = RepositoryModel(
+            decl.platform,
+            list(decl.inputs),
+            list(decl.outputs),
+            [str(p.relative_to(staging)) for p in [cfg_path, *files]],
+            compat,
+        )
+    return RepositoryExport(
+        repository=str(staging),
+        checkpoint=str(checkpoint),
+        precision=opts.precision,
+        routing_iters=main.routing_iters,
+        batching=batching,
+        models=models,
+        warnings=main.warnings,
+        tensorrt_findings=main.tensorrt_findings,
+    )
 
 
 def _declare(name: str, path: Path, platform: str, parameters: dict) -> ModelDecl:
@@ -171,20 +186,3 @@ def _swap_into_place(staging: Path, repo: Path) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def describe(report: dict) -> str:
-    """A short human summary of an export report."""
-    lines = [f"wrote Triton model repository {report['repository']} ({report['precision']})"]
-    if report.get("engine"):
-        lines[0] += f" for the tuned engine {report['engine']}"
-    for name, m in report["models"].items():
-        ins = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["inputs"].items())
-        outs = ", ".join(f"{k} {v[0]}{v[1]}" for k, v in m["outputs"].items())
-        lines.append(f"  {name} ({m['platform']}): {ins} -> {outs}")
-    b = report["batching"]
-    lines.append(
-        f"  batching: max {b['max_batch_size']}, queue delay {b['max_queue_delay_us']} us, "
-        f"preferred {list(b['preferred_batch_sizes']) or 'none'}, {b['instances']} instance(s)"
-    )
-    lines.append(f"serve it: capsdeploy serve {report['repository']}")
-    return "\n".join(lines)

@@ -73,7 +73,7 @@ class EngineSpec:
                 from .trt.build import BuildOptions, build_engine
 
                 # Built into (or taken from) the engine cache, named by its cache key.
-                plan = Path(build_engine(model, None, BuildOptions())["output"])
+                plan = Path(build_engine(model, None, BuildOptions()).output)
             return TrtBackend(plan, **opts)
         if str(model).endswith(".plan"):
             raise UsageError(f"{model} is a TensorRT plan; --engine {self.name} needs model.onnx")

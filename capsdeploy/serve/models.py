@@ -2,14 +2,14 @@
 
 A repository is loaded as Triton loads it: every model directory, its latest version,
 batched and scheduled by its own config.pbtxt (instances = batcher workers, each on a
-``backend.clone()``). ``--model PATH`` becomes a one-model (or, for a run directory,
-model-plus-decoder) repository with the same knobs.
+``backend.clone()``). ``--model PATH`` becomes a one-model (or, for a run directory on
+torch, model-plus-decoder) repository with the same knobs. Serving reads repositories and
+model files only: a run directory for another engine is exported first, by the CLI.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,23 +251,20 @@ def _backend_for_file(path: Path, engine: str, config=None) -> Backend:
 
 def load_model_path(
     path: str | Path, engine: str, batching: BatchingOptions, on_batch=None
-) -> tuple[dict[str, ServedModel], tempfile.TemporaryDirectory | None]:
-    """``--model PATH``: a run directory (capsnet + decoder), a .onnx or a .plan (capsnet)."""
+) -> dict[str, ServedModel]:
+    """``--model PATH``: a .onnx or a .plan (capsnet), or a run directory on torch (capsnet +
+    decoder). A run directory for an exported engine is exported into a repository first
+    (`serve --model RUN` does it: cli/serve_cmd.py)."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory; pass a run directory, model.onnx or model.plan")
     if path.is_dir():
         if engine.startswith("torch"):
-            return _torch_models(path, engine, batching, on_batch), None
-        # Export the run once into a temporary repository and serve that: exactly what
-        # `export --format triton` followed by `serve REPO` would do.
-        from ..export import ExportOptions
-        from ..export.triton_repo import export_triton
-
-        tmp = tempfile.TemporaryDirectory(prefix="capsdeploy-serve-")
-        repo = Path(tmp.name) / "repo"
-        export_triton(path, repo, ExportOptions(), batching)
-        return load_repository(repo, engine, on_batch), tmp
+            return _torch_models(path, engine, batching, on_batch)
+        raise UsageError(
+            f"{path} is a run directory: export it first (capsdeploy export --format triton) and "
+            "serve the repository, or serve it on --engine torch"
+        )
     if path.suffix not in (".onnx", ".plan"):
         raise UsageError(f"{path}: expected a run directory, a .onnx or a .plan file")
     if engine.startswith("torch"):
@@ -279,7 +276,7 @@ def load_model_path(
         arch = meta.run_config.get("arch", "capsnet") if meta is not None else "capsnet"
         name = MAIN_MODEL.get(arch, CAPSNET)  # the name `export --format triton` gives it
         cfg = model_config(_decl_of(name, platform, backend), batching)
-        return {name: serve_model(name, "1", cfg, backend, on_batch)}, None
+        return {name: serve_model(name, "1", cfg, backend, on_batch)}
     except BaseException:
         backend.close()
         raise

@@ -29,8 +29,8 @@ def _pixels(n, seed=0):
 @pytest.mark.parametrize("iters", [1, 2, 3, 5])
 def test_routing_iterations_match_pytorch(tiny_run, tmp_path, iters):
     report = export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(routing_iters=iters))
-    assert report["routing_iters"] == iters
-    assert bool(report["warnings"]) == (iters != 3)  # trained (config) count is 3
+    assert report.routing_iters == iters
+    assert bool(report.warnings) == (iters != 3)  # trained (config) count is 3
     x = _pixels(16).astype(np.float32) / 255
     got = OrtBackend(tmp_path / "m.onnx").infer({"image": x})
     ref = _torch_outputs(tiny_run, x, iters)

@@ -22,7 +22,7 @@ def _errors(model):
 def test_our_exports_pass(tiny_run, tmp_path, precision):
     opts = ExportOptions(precision=precision, calib_samples=32, with_decoder=True)
     report = export_onnx(tiny_run, tmp_path / "m.onnx", opts)
-    assert report["tensorrt_findings"] == []
+    assert report.tensorrt_findings == []
 
 
 def test_einsum_with_three_operands_and_ellipsis():

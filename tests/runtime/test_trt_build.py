@@ -120,15 +120,15 @@ def test_auto_built_plans_are_named_by_cache_key_not_by_file_stem(fake_builds, t
     export_onnx(tiny_run, a, ExportOptions())
     export_onnx(tiny_run, b, ExportOptions(input_dtype="uint8"))
     ra, rb = build_engine(a, None, BuildOptions()), build_engine(b, None, BuildOptions())
-    assert ra["output"] != rb["output"]  # the old code wrote both to plans/model.plan
-    assert ra["output"].endswith(ra["cache_key"] + ".plan") and rb["output"].endswith(
-        rb["cache_key"] + ".plan"
+    assert ra.output != rb.output  # the old code wrote both to plans/model.plan
+    assert ra.output.endswith(ra.cache_key + ".plan") and rb.output.endswith(
+        rb.cache_key + ".plan"
     )
-    assert str(a) in Path(ra["output"]).read_text() and str(b) in Path(rb["output"]).read_text()
+    assert str(a) in Path(ra.output).read_text() and str(b) in Path(rb.output).read_text()
     again = build_engine(a, None, BuildOptions())
-    assert again["cache_hit"] and len(fake_builds) == 2
+    assert again.cache_hit and len(fake_builds) == 2
     # FP32 models build with TF32 off, and the sidecar says so; the timing cache is per version and GPU.
-    assert fake_builds[0]["tf32"] is False and ra["sidecar"]["math"] == {"tf32": False}
+    assert fake_builds[0]["tf32"] is False and ra.sidecar["math"] == {"tf32": False}
     assert fake_builds[0]["timing"].name == "timing-trt10.7.0-sm90.cache"
 
 
@@ -147,20 +147,20 @@ def test_a_crash_between_sidecar_and_plan_never_breaks_later_builds(
         build.build_engine(dyn_model, None, BuildOptions())
     monkeypatch.setattr(build, "write_bytes_atomic", real_write)
     r = build.build_engine(dyn_model, None, BuildOptions())  # a sidecar alone is not a cache hit
-    assert not r["cache_hit"] and len(fake_builds) == 2
-    assert build.build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+    assert not r.cache_hit and len(fake_builds) == 2
+    assert build.build_engine(dyn_model, None, BuildOptions()).cache_hit
 
 
 def test_a_plan_whose_sidecar_is_missing_or_foreign_is_rebuilt(fake_builds, dyn_model, tmp_path):
     from capsdeploy.runtime.trt.build import build_engine
 
     r = build_engine(dyn_model, None, BuildOptions())
-    sidecar = tmp_path / "cache" / "capsdeploy" / "tensorrt" / "engines" / (r["cache_key"] + ".plan.json")
+    sidecar = tmp_path / "cache" / "capsdeploy" / "tensorrt" / "engines" / (r.cache_key + ".plan.json")
     assert sidecar.is_file()
     sidecar.write_text('{"cache_key": "someone else"}')
-    assert not build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+    assert not build_engine(dyn_model, None, BuildOptions()).cache_hit
     sidecar.unlink()
-    assert not build_engine(dyn_model, None, BuildOptions())["cache_hit"]
+    assert not build_engine(dyn_model, None, BuildOptions()).cache_hit
 
 
 def test_tf32_is_part_of_the_cache_key():
@@ -241,8 +241,8 @@ def test_two_builders_of_one_key_at_once_both_end_with_a_valid_pair(fake_builds,
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 4 and len({r["output"] for r in results}) == 1
-    plan = Path(results[0]["output"])
+    assert len(results) == 4 and len({r.output for r in results}) == 1
+    plan = Path(results[0].output)
     assert plan.read_bytes().startswith(b"plan of ")
-    assert json.loads(Path(str(plan) + ".json").read_text())["cache_key"] == results[0]["cache_key"]
+    assert json.loads(Path(str(plan) + ".json").read_text())["cache_key"] == results[0].cache_key
     assert not [p for p in plan.parent.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers

@@ -36,9 +36,9 @@ def test_sidecar_says_which_kind_of_plan_and_the_cache_keeps_them_apart(fake_bui
     export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
     plain = build_engine(tmp_path / "m.onnx", tmp_path / "plain.plan", BuildOptions())
     vc = build_engine(tmp_path / "m.onnx", tmp_path / "vc.plan", BuildOptions(version_compatible=True))
-    assert plain["cache_key"] != vc["cache_key"] and not vc["cache_hit"] and len(fake_builds) == 2
-    assert plain["sidecar"]["compatibility"]["version_compatible"] is False
-    assert "TensorRT 10.7.0 exactly" in plain["sidecar"]["compatibility"]["runs_on"]
+    assert plain.cache_key != vc.cache_key and not vc.cache_hit and len(fake_builds) == 2
+    assert plain.sidecar["compatibility"]["version_compatible"] is False
+    assert "TensorRT 10.7.0 exactly" in plain.sidecar["compatibility"]["runs_on"]
     doc = json.loads((tmp_path / "vc.plan.json").read_text())["compatibility"]
     assert doc["version_compatible"] is True and doc["exclude_lean_runtime"] is False
     assert "or a later version" in doc["runs_on"] and "compute capability 9.0" in doc["runs_on"]
@@ -61,7 +61,7 @@ def test_repository_config_says_what_a_triton_container_needs(fake_builds, tiny_
         params["capsdeploy.tensorrt_version"] == "10.7.0"
         and "or a later version" in params["capsdeploy.tensorrt_runs_on"]
     )
-    assert report["models"]["capsnet"]["tensorrt_compatibility"]["version_compatible"] is True
+    assert report.models["capsnet"].tensorrt_compatibility["version_compatible"] is True
     sidecar = json.loads((tmp_path / "repo" / "capsnet" / "1" / "model.plan.json").read_text())
     assert sidecar["compatibility"]["version_compatible"] is True
     with pytest.raises(UsageError, match="drop --exclude-lean-runtime"):

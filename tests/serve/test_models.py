@@ -4,9 +4,10 @@ start-up errors a user can cause (exit 2, one line, before anything listens)."""
 import numpy as np
 import pytest
 
+from capsdeploy.cli.serve_cmd import load_model_or_run
 from capsdeploy.repository import BatchingOptions
 from capsdeploy.runtime.compare import DEFAULT_TOLERANCES, compare_outputs
-from capsdeploy.serve.models import load_model_path, load_repository
+from capsdeploy.serve.models import load_repository
 from tests.helpers import capsdeploy
 
 
@@ -32,7 +33,7 @@ def test_run_directory_on_torch_and_on_ort_agree(tiny_run):
     poses[:, 2] = 0.1
     got = {}
     for engine in ("torch", "ort"):
-        models, tmp = load_model_path(tiny_run, engine, BatchingOptions(instances=2))
+        models, tmp = load_model_or_run(tiny_run, engine, BatchingOptions(instances=2))
         try:
             assert sorted(models) == ["capsnet", "capsnet_decoder"]
             assert models["capsnet"].batcher.workers == 2

@@ -63,6 +63,47 @@ class BuildOptions:
             )
 
 
+@dataclass(frozen=True)
+class PlanBuild:
+    """A plan ``build_engine`` wrote or took from the engine cache. ``to_dict()`` is the JSON
+    report of `export --format trt`."""
+
+    output: str
+    cache_hit: bool
+    cache_key: str
+    sidecar: dict  # the document written beside the plan (sidecar_doc), as read back
+
+    @property
+    def compatibility(self) -> dict:
+        """What the plan's loader needs: version_compatible, exclude_lean_runtime, runs_on."""
+        return self.sidecar.get("compatibility", {})
+
+    @property
+    def tensorrt_version(self) -> str:
+        return str(self.sidecar.get("built_for", {}).get("tensorrt", ""))
+
+    @property
+    def warnings(self) -> list[str]:
+        return []  # TensorRT's builder warns through its logger, as it builds
+
+    def to_dict(self) -> dict:
+        return {
+            "output": self.output,
+            "cache_hit": self.cache_hit,
+            "cache_key": self.cache_key,
+            "sidecar": self.sidecar,
+        }
+
+    def describe(self) -> str:
+        state = "reused from the engine cache" if self.cache_hit else "built"
+        return "\n".join(
+            [
+                f"wrote {self.output} ({state}; sidecar {self.output}{SIDECAR_SUFFIX})",
+                f"runs on: {self.compatibility.get('runs_on', '')}",
+            ]
+        )
+
+
 def compatibility_flags(trt, opts: BuildOptions) -> list:
     """The BuilderFlags ``opts`` asks for, or a UsageError naming the one this TensorRT lacks."""
     wanted = [
@@ -196,7 +237,7 @@ def sidecar_doc(
     }
 
 
-def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOptions) -> dict:
+def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOptions) -> PlanBuild:
     """Build (or take from the engine cache) the plan for ``onnx_path``.
 
     ``output`` None: the plan stays in the engine cache, named by its cache key, so two
@@ -231,7 +272,7 @@ def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOp
             write_json_atomic(str(output) + SIDECAR_SUFFIX, doc)
             with atomic_path(output) as tmp:
                 shutil.copyfile(cached, tmp)
-        return {"output": str(output), "cache_hit": True, "cache_key": key, "sidecar": doc}
+        return PlanBuild(str(output), True, key, doc)
 
     t0 = time.perf_counter()
     timing = (
@@ -247,7 +288,7 @@ def build_engine(onnx_path: str | Path, output: str | Path | None, opts: BuildOp
     for target in targets:
         write_json_atomic(str(target) + SIDECAR_SUFFIX, doc)
         write_bytes_atomic(target, plan)
-    return {"output": str(output), "cache_hit": False, "cache_key": key, "sidecar": doc}
+    return PlanBuild(str(output), False, key, doc)
 
 
 def _cached_sidecar(plan: Path, key: str) -> dict | None:
@@ -360,7 +401,7 @@ def export_plan(
     onnx_model: str | None = None,
     checkpoint: str | None = None,
     export_options=None,
-) -> dict:
+) -> PlanBuild:
     """A plan from an ONNX file, or from a fresh ONNX export of a checkpoint."""
     if onnx_model:
         return build_engine(onnx_model, output, build)
@@ -389,7 +430,7 @@ def repository_plan_builder(base: BuildOptions):
             "loads version-compatible plans that way); drop --exclude-lean-runtime"
         )
 
-    def build(onnx_path: Path, plan_path: Path, batching) -> dict:
+    def build(onnx_path: Path, plan_path: Path, batching) -> PlanBuild:
         top = batching.max_batch_size
         preferred = max(batching.preferred_batch_sizes, default=max(1, top // 2))
         opts = dataclasses.replace(base, min_batch=1, opt_batch=min(preferred, top), max_batch=top)
