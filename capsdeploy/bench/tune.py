@@ -22,6 +22,7 @@ import numpy as np
 from ..data import load_split
 from ..data.preprocess import prepare_batch
 from ..errors import CapsDeployError, UsageError
+from ..repository import BatchingOptions
 from ..runtime.backend import Backend
 from ..runtime.compare import compare_outputs, tolerances_for
 from ..runtime.engines import INT8_QDQ, engine_spec
@@ -51,6 +52,53 @@ class Candidate:
         d = asdict(self)
         d["options"], d["export"] = dict(self.options), dict(self.export)
         return d
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """What `capsdeploy tune` found: ``to_dict()`` is tune.json. The candidate rows (verdict,
+    validation, timings per batch) and the winners are the table's data, kept as JSON-shaped
+    dicts; the CLI prints ``describe()``."""
+
+    checkpoint: str
+    model: str | None
+    cpu: dict
+    environment: dict
+    openvino_capabilities: list[str] | None
+    validation: dict
+    batch_sizes: list[int]
+    candidates: list[dict]
+    winners: dict
+    version: int = TUNE_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "checkpoint": self.checkpoint,
+            "model": self.model,
+            "cpu": self.cpu,
+            "environment": self.environment,
+            "openvino_capabilities": self.openvino_capabilities,
+            "validation": self.validation,
+            "batch_sizes": self.batch_sizes,
+            "candidates": self.candidates,
+            "winners": self.winners,
+        }
+
+    def describe(self) -> str:
+        return format_tune(self.to_dict())
+
+
+@dataclass(frozen=True)
+class RepositoryPlan:
+    """What `export --format triton --tuned tune.json` writes for the repository winner."""
+
+    engine: str  # the winner's label
+    platform: str  # onnx | openvino | trt (`export --platform`)
+    export: dict  # ExportOptions fields: the file the winner was measured on
+    ov_options: dict | None  # OvBackend settings (openvino platform only)
+    batching: BatchingOptions  # max_batch_size, preferred sizes, instances from the curve
+    parameters: dict[str, str]  # config.pbtxt parameters naming the engine, its options and CPU
 
 
 def default_candidates(cpu_count: int | None = None) -> list[Candidate]:
@@ -144,7 +192,7 @@ def tune(
     timer: Timer | None = None,
     progress: Callable[[str], None] | None = None,
     model: str | None = None,
-) -> dict:
+) -> TuneReport:
     """Validate, time and choose; return the tune report (what `tune.json` holds).
 
     ``build(candidate, workdir)`` and ``timer(candidate, backend, feeds, batch)`` default to the
@@ -234,19 +282,17 @@ def tune(
                 row["verdict"], row["reason"], row["timings"] = "rejected", f"failed: {e}", {}
             finally:
                 backend.close()
-    env = environment()
-    return {
-        "version": TUNE_VERSION,
-        "checkpoint": str(checkpoint),
-        "model": str(model) if model else None,
-        "cpu": cpu_info(),
-        "environment": env,
-        "openvino_capabilities": _ov_capabilities(),
-        "validation": {"dataset": dataset, "split": split, "samples": len(data)},
-        "batch_sizes": list(batch_sizes),
-        "candidates": rows,
-        "winners": choose_winners(rows),
-    }
+    return TuneReport(
+        checkpoint=str(checkpoint),
+        model=str(model) if model else None,
+        cpu=cpu_info(),
+        environment=environment(),
+        openvino_capabilities=_ov_capabilities(),
+        validation={"dataset": dataset, "split": split, "samples": len(data)},
+        batch_sizes=list(batch_sizes),
+        candidates=rows,
+        winners=choose_winners(rows),
+    )
 
 
 def _file_metadata(model: str):
@@ -326,7 +372,7 @@ def load_tune(path: str | Path) -> dict:
     return doc
 
 
-def repository_plan(path: str | Path, batching) -> dict:
+def repository_plan(path: str | Path, batching) -> RepositoryPlan:
     """What `export --format triton --tuned tune.json` writes: the repository winner's platform,
     file, engine settings and batching (max_batch_size = its best batch; preferred sizes: the
     batches within 5% of the best). Refused when the file was tuned on another CPU."""
@@ -357,22 +403,22 @@ def repository_plan(path: str | Path, batching) -> dict:
         preferred_batch_sizes=tuple(b for b in win["near_best_batches"] if b <= best) or (best,),
         instances=win["instances"],
     )
-    return {
-        "engine": win["label"],
-        "platform": PLATFORM_OF[spec.runtime],
-        "export": export,
+    return RepositoryPlan(
+        engine=win["label"],
+        platform=PLATFORM_OF[spec.runtime],
+        export=export,
         # f32 unless the engine or the winner says otherwise: OpenVINO's own default is bf16 where
         # the CPU has it, which is not what an f32 winner was measured at.
-        "ov_options": {"inference_precision": "f32", **spec.options, **win["options"]}
+        ov_options={"inference_precision": "f32", **spec.options, **win["options"]}
         if spec.runtime == "ov"
         else None,
-        "batching": batching,
-        "parameters": {
+        batching=batching,
+        parameters={
             ENGINE_KEY: win["engine"],
             OPTIONS_KEY: json.dumps(win["options"]),
             CPU_KEY: json.dumps(doc["cpu"]),
         },
-    }
+    )
 
 
 # -- output ---------------------------------------------------------------------------------

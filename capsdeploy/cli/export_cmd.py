@@ -342,12 +342,7 @@ def _repository_target(flags: dict) -> _RepositoryTarget:
 
     tuned = repository_plan(flags["tuned_path"], batching)
     return _RepositoryTarget(
-        tuned["platform"],
-        tuned["batching"],
-        tuned["ov_options"],
-        tuned["parameters"],
-        tuned["export"],
-        tuned["engine"],
+        tuned.platform, tuned.batching, tuned.ov_options, tuned.parameters, tuned.export, tuned.engine
     )
 
 

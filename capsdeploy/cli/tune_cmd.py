@@ -94,12 +94,12 @@ def tune_cmd(
       capsdeploy export --format triton --checkpoint runs/mnist --tuned tune.json --output repo
       capsdeploy serve repo            # --engine auto: the tuned engine
     """
-    from ..bench.tune import DEFAULT_BATCHES, default_candidates, format_tune, parse_candidates, tune
+    from ..bench.tune import DEFAULT_BATCHES, default_candidates, parse_candidates, tune
     from ..envinfo import format_environment
     from ..fileio import write_json_report
     from ..model.checkpoint import read_run_info
 
-    trained = read_run_info(checkpoint).raw.get("dataset", {})
+    trained_dataset, trained_split = read_run_info(checkpoint).test_split()
     quiet = json_dest == "-"
 
     def progress(msg):
@@ -111,18 +111,18 @@ def tune_cmd(
         parse_candidates(candidates) if candidates else default_candidates(),
         samples=samples,
         batch_sizes=batch_sizes or DEFAULT_BATCHES,
-        dataset=dataset or trained.get("name", "mnist"),
-        split=split or trained.get("test_split", "t10k"),
+        dataset=dataset or trained_dataset,
+        split=split or trained_split,
         data_dir=data_dir,
         warmup_s=warmup_s,
         duration_s=duration_s,
         progress=progress,
         model=model,
     )
-    write_json_report(out_path, report)
+    write_json_report(out_path, report.to_dict())
     if json_dest:
-        write_json_report(json_dest, report)
+        write_json_report(json_dest, report.to_dict())
     if not quiet:
-        click.echo(format_environment(report["environment"]) + "\n")
-        click.echo(format_tune(report))
+        click.echo(format_environment(report.environment) + "\n")
+        click.echo(report.describe())
         click.echo(f"wrote {out_path}")

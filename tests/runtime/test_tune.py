@@ -60,7 +60,7 @@ def report(tiny_run):
     return tune(
         str(tiny_run), cands, samples=64, batch_sizes=(1, 8, 16), dataset="synthetic",
         build=_build(tiny_run), timer=_timer,
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
 
 
 def test_the_fastest_passing_candidate_wins_and_a_failing_one_is_refused(report):
@@ -84,7 +84,7 @@ def test_an_unavailable_candidate_is_rejected_with_the_reason(tiny_run, monkeypa
     r = tune(
         str(tiny_run), [Candidate("ov-bf16", "ov-bf16"), Candidate("ort", "ort")], samples=16,
         batch_sizes=(1,), dataset="synthetic", timer=lambda *a: {"images_per_second": 1.0, "latency_ms_p50": 1.0},
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     rows = {x["label"]: x for x in r["candidates"]}
     assert rows["ov-bf16"]["verdict"] == "rejected" and "no BF16 support" in rows["ov-bf16"]["reason"]
     assert r["winners"]["throughput"]["label"] == "ort"
@@ -158,7 +158,7 @@ def test_tuning_for_an_exported_file_runs_that_file(tiny_run, tmp_path):
         str(tiny_run), [Candidate("ort", "ort"), Candidate("ov", "ov"), Candidate("ort-int8", "ort-int8")],
         samples=16, batch_sizes=(1,), dataset="synthetic", model=str(tmp_path / "m.onnx"),
         timer=lambda *a: {"images_per_second": 1.0, "latency_ms_p50": 1.0},
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     rows = {x["label"]: x for x in r["candidates"]}
     assert rows["ort"]["verdict"] == rows["ov"]["verdict"] == "passed" and r["model"] == str(
         tmp_path / "m.onnx"
@@ -186,7 +186,7 @@ def test_a_file_with_other_routing_iterations_is_validated_against_the_same_unro
         str(run), [Candidate("ort", "ort"), Candidate("torch", "torch")], samples=16,
         batch_sizes=(1,), dataset="synthetic", model=str(tmp_path / "r1.onnx"),
         timer=lambda *a: {"images_per_second": 1.0, "latency_ms_p50": 1.0},
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     rows = {x["label"]: x for x in r["candidates"]}
     assert rows["ort"]["verdict"] == "passed", rows["ort"]["reason"]
     assert rows["ort"]["validation"]["max_abs_error_scores"] < 1e-5
@@ -254,7 +254,7 @@ def test_a_candidate_that_fails_while_timed_is_rejected_and_the_tune_goes_on(tin
     r = tune(
         str(tiny_run), [Candidate("ort", "ort"), Candidate("ov", "ov")], samples=16, batch_sizes=(1, 8),
         dataset="synthetic", build=_build(tiny_run), timer=timer,
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     rows = {x["label"]: x for x in r["candidates"]}
     assert rows["ov"]["verdict"] == "rejected" and "timing window" in rows["ov"]["reason"]
     assert rows["ov"]["timings"] == {}
@@ -287,8 +287,8 @@ def test_the_repository_is_calibrated_as_tune_validated_and_pinned_to_f32(report
     from capsdeploy.bench.engine import BENCH_CALIB_SAMPLES
 
     plan = _plan(report, tmp_path, winner={"engine": "ov-int8", "label": "ov-int8", "options": {}})
-    assert plan["export"]["calib_samples"] == BENCH_CALIB_SAMPLES
-    assert plan["ov_options"]["inference_precision"] == "f32"
+    assert plan.export["calib_samples"] == BENCH_CALIB_SAMPLES
+    assert plan.ov_options["inference_precision"] == "f32"
     # OpenVINO's defaults stay its defaults: no precision pinned.
     plan = _plan(report, tmp_path, winner={"engine": "ov-defaults-int8", "label": "ov-defaults-int8", "options": {}})
-    assert plan["ov_options"]["inference_precision"] is None
+    assert plan.ov_options["inference_precision"] is None

@@ -17,7 +17,7 @@ def test_the_served_engine_runs_with_the_tuned_hint_and_streams(tiny_run, tmp_pa
     report = tune(
         str(tiny_run), [Candidate("ov", "ov"), x2], samples=16, batch_sizes=(1, 4), dataset="synthetic",
         timer=lambda c, b, f, n: {"images_per_second": SPEED[c.label], "latency_ms_p50": 1e3 / SPEED[c.label]},
-    )  # fmt: skip
+    ).to_dict()  # fmt: skip
     assert report["winners"]["throughput"]["label"] == "ov x2 streams"
     (tmp_path / "tune.json").write_text(json.dumps(report))
     repo = tmp_path / "repo"
