@@ -40,8 +40,7 @@ def predict_cmd(images, json_dest, **kw):
     from ..runtime.predict import predict_files
 
     result = predict_files(list(images), **kw)
-    click.echo(f"engine: {result['engine']} ({result['engine_reason']})", err=True)
-    write_json_report(json_dest, result)
+    click.echo(f"engine: {result.engine} ({result.engine_reason})", err=True)
+    write_json_report(json_dest, result.to_dict())
     if json_dest != "-":
-        for p in result["predictions"]:
-            click.echo(f"{p['file']}: {p['label']} ({p['score']:.3f})")
+        click.echo(result.describe())

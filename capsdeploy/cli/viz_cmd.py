@@ -32,13 +32,13 @@ def _common(f):
     )(f)
 
 
-def _report(json_dest, report: dict, text: str) -> None:
+def _report(json_dest, figure) -> None:
     from ..fileio import write_json_report
 
     if json_dest:
-        write_json_report(json_dest, report)
+        write_json_report(json_dest, figure.to_dict())
     if json_dest != "-":
-        click.echo(text)
+        click.echo(figure.summary)
 
 
 _decoder_model = click.option(
@@ -73,8 +73,7 @@ def reconstructions_cmd(checkpoint, json_dest, no_download, **kw):
     from ..experiments.viz import reconstructions
 
     report = reconstructions(checkpoint, download=not no_download, **kw)
-    _report(json_dest, report, f"wrote {report['output']} ({len(report['items'])} digits, "
-                       f"{report['errors']} misclassified, {report['engine']})")  # fmt: skip
+    _report(json_dest, report)
 
 
 @viz_cmd.command("dimensions")
@@ -96,8 +95,7 @@ def dimensions_cmd(checkpoint, json_dest, no_download, **kw):
     from ..experiments.viz import dimensions
 
     report = dimensions(checkpoint, download=not no_download, **kw)
-    labels = ", ".join(d["label"] for d in report["digits"])
-    _report(json_dest, report, f"wrote {report['output']} (digits {labels}, {report['engine']})")
+    _report(json_dest, report)
 
 
 @viz_cmd.command("multimnist")
@@ -113,5 +111,4 @@ def multimnist_cmd(checkpoint, json_dest, no_download, **kw):
     from ..experiments.viz import multimnist
 
     report = multimnist(checkpoint, download=not no_download, **kw)
-    _report(json_dest, report, f"wrote {report['output']} ({len(report['items'])} pairs, "
-            f"{report['errors']} wrong, {report['engine']})")  # fmt: skip
+    _report(json_dest, report)

@@ -105,7 +105,7 @@ def _write(runs, infos, staging, data_dir, engine, max_samples, pictures, downlo
             if r["arch"] != "capsnet":
                 continue
             tag = f"run{i + 1}"
-            pics: list[tuple[str, Callable[..., dict], dict[str, int]]]
+            pics: list[tuple[str, Callable[..., viz.Figure], dict[str, int]]]
             pics = [("reconstructions", viz.reconstructions, {"count": 20})]
             if r["multimnist"]:
                 pics = [("multimnist pairs", viz.multimnist, {"count": 16})]

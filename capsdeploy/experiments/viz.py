@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,22 @@ from ..model.checkpoint import read_run_info
 from .outputs import backend_outputs, run_backend
 
 DELTAS = np.round(np.linspace(-0.25, 0.25, 11), 2) + 0.0  # the paper's 11 steps; +0.0: no "-0.00"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A drawn figure: ``to_dict()`` is `viz --json` (its file, engine and what each panel shows);
+    ``summary`` the line the CLI prints."""
+
+    doc: dict
+    summary: str
+
+    @property
+    def output(self) -> str:
+        return self.doc["output"]
+
+    def to_dict(self) -> dict:
+        return self.doc
 
 
 def _test_images(info, data_dir, split, count, download):
@@ -60,7 +77,7 @@ def reconstructions(
     failures: bool = False,
     columns: int = 10,
     download: bool = True,
-) -> dict:
+) -> Figure:
     """Draw the grid into ``output`` (PNG); return what was drawn."""
     info = read_run_info(checkpoint)
     _require_capsnet(checkpoint, info)
@@ -81,8 +98,9 @@ def reconstructions(
     c, h, w = data.shape
     recon = out["reconstruction"][chosen].reshape(-1, c, h, w)
     _draw_pairs(data.images[chosen], recon, items, columns, output, engine)
-    return {"output": str(output), "engine": engine, "split": data.split, "items": items,
-            "errors": sum(not it["correct"] for it in items)}  # fmt: skip
+    errors = sum(not it["correct"] for it in items)
+    doc = {"output": str(output), "engine": engine, "split": data.split, "items": items, "errors": errors}
+    return Figure(doc, f"wrote {output} ({len(items)} digits, {errors} misclassified, {engine})")
 
 
 def perturbations(poses: np.ndarray, winner: int, deltas: np.ndarray = DELTAS) -> np.ndarray:
@@ -129,7 +147,7 @@ def dimensions(
     split: str | None = None,
     digits: int = 3,
     download: bool = True,
-) -> dict:
+) -> Figure:
     """Figure 4 for the first ``digits`` correctly classified test digits of distinct classes."""
     info = read_run_info(checkpoint)
     _require_capsnet(checkpoint, info)
@@ -152,8 +170,9 @@ def dimensions(
             panels.append(recon.reshape(out["poses"].shape[-1], len(DELTAS), *data.shape))
     names = [info.class_names[data.labels[i]] for i in chosen]
     _draw_dimensions(panels, names, output, engine)
-    return {"output": str(output), "engine": engine, "digits": [{"index": i, "label": n}
-            for i, n in zip(chosen, names, strict=True)], "deltas": DELTAS.tolist()}  # fmt: skip
+    shown = [{"index": int(i), "label": n} for i, n in zip(chosen, names, strict=True)]
+    doc = {"output": str(output), "engine": engine, "digits": shown, "deltas": DELTAS.tolist()}
+    return Figure(doc, f"wrote {output} (digits {', '.join(names)}, {engine})")
 
 
 def _to_gray(img: np.ndarray) -> np.ndarray:
@@ -237,7 +256,7 @@ def multimnist(
     count: int = 16,
     seed: int = 0,
     download: bool = True,
-) -> dict:
+) -> Figure:
     """Test pairs above the reconstructions of their two longest capsules, one colour each."""
     from ..data.multimnist import both_found
     from .multimnist import pairs_for
@@ -273,7 +292,9 @@ def multimnist(
     rgb[..., 0] = colours[0].reshape(-1, pairs.images.shape[1], size, size)[:, 0]
     rgb[..., 1] = colours[1].reshape(-1, pairs.images.shape[1], size, size)[:, 0]
     _draw_multi(pairs.images, np.clip(rgb, 0, 1), items, output, engine)
-    return {"output": str(output), "engine": engine, "items": items, "errors": int((~right).sum())}
+    errors = int((~right).sum())
+    doc = {"output": str(output), "engine": engine, "items": items, "errors": errors}
+    return Figure(doc, f"wrote {output} ({len(items)} pairs, {errors} wrong, {engine})")
 
 
 def _draw_multi(images, rgb, items, output, engine, columns: int = 8) -> None:

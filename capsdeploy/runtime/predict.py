@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,22 @@ import numpy as np
 from ..data.preprocess import load_image, prepare_batch
 from ..errors import UsageError
 from .select import make_backend, resolve_auto
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One row per file (file, class, label, score, scores per class, reconstruction if asked):
+    ``to_dict()`` is `predict --json`; ``describe()`` the lines it prints."""
+
+    engine: str
+    engine_reason: str
+    predictions: list[dict]
+
+    def to_dict(self) -> dict:
+        return {"engine": self.engine, "engine_reason": self.engine_reason, "predictions": self.predictions}
+
+    def describe(self) -> str:
+        return "\n".join(f"{p['file']}: {p['label']} ({p['score']:.3f})" for p in self.predictions)
 
 
 def predict_files(
@@ -19,7 +36,7 @@ def predict_files(
     batch_size: int = 64,
     invert: bool = False,
     reconstruction_dir: str | None = None,
-) -> dict:
+) -> Predictions:
     chosen, why = resolve_auto(model, checkpoint) if engine == "auto" else (engine, "requested")
     kw = {"with_decoder": True} if chosen.startswith("torch") and reconstruction_dir else {}
     backend = make_backend(chosen, model=model, checkpoint=checkpoint, **kw)
@@ -57,7 +74,7 @@ def predict_files(
         predictions.append(item)
     if reconstruction_dir and "reconstruction" not in out:
         raise UsageError("this model has no reconstruction output; export it with --with-decoder")
-    return {"engine": chosen, "engine_reason": why, "predictions": predictions}
+    return Predictions(chosen, why, predictions)
 
 
 def _save_reconstruction(flat: np.ndarray, channels: int, size: int, src: str, out_dir: str) -> str:
