@@ -325,11 +325,11 @@ async def _level(
 
 async def _bench(url, model, concurrency, rates, poisson, batch, binary, window_s, max_trials, seed, pixels):
     if url.startswith("grpc://"):
-        target = GrpcTarget(url, model, batch)
+        grpc_target = GrpcTarget(url, model, batch)
         try:
-            return await _levels(target, concurrency, rates, poisson, window_s, max_trials, seed, pixels)
+            return await _levels(grpc_target, concurrency, rates, poisson, window_s, max_trials, seed, pixels)
         finally:
-            await target.close()
+            await grpc_target.close()
     try:
         import aiohttp
     except ImportError:

@@ -161,7 +161,8 @@ def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=
         return JSONResponse(model_of(request).metadata())
 
     async def model_ready(request):
-        return Response(status_code=200 if plane.model_ready(*_name_version(request)) else 503)
+        ready = plane.model_ready(request.path_params["model"], request.path_params.get("version"))
+        return Response(status_code=200 if ready else 503)
 
     async def model_config(request):
         return JSONResponse(model_of(request).config_json)
@@ -344,6 +345,7 @@ def create_app(state: DataPlane, on_shutdown=None, on_startup=None, on_stopping=
 
 
 def _name_version(request: Request) -> tuple[str | None, str | None]:
+    """(model, version) of a route; the model is None on /v2/models/stats (every model)."""
     return request.path_params.get("model"), request.path_params.get("version")
 
 

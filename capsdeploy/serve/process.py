@@ -61,10 +61,12 @@ class ServerProcess:
             proc = subprocess.Popen(
                 [sys.executable, *cli], stdout=subprocess.PIPE, stderr=err, text=True, env=env
             )
-        found: dict[str, str] = {}
+        found: dict[str, str | None] = {}
+        stdout = proc.stdout
+        assert stdout is not None  # stdout=PIPE
 
         def read():
-            for line in proc.stdout:
+            for line in stdout:
                 m = re.search(r"serving .*? on (http://[^\s;]+)", line)
                 if m and "url" not in found:
                     g = re.search(r"gRPC on (grpc://[^\s;]+)", line)
@@ -83,7 +85,9 @@ class ServerProcess:
                     f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{log.read_text()}"
                 )
             time.sleep(0.05)
-        return cls(proc, found["url"], log, found["grpc"], found["metrics"])
+        url = found["url"]
+        assert url is not None  # set from the line that matched
+        return cls(proc, url, log, found["grpc"], found["metrics"])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the server and wait for it; its exit code (0 after a clean drain)."""

@@ -136,6 +136,7 @@ def run(
             raise
 
     async def _startup():
+        assert server is not None  # created before uvicorn runs the start-up hook
         server.loop = asyncio.get_running_loop()
         lines = [f"serving {', '.join(sorted(state.models))} on http://{shown}:{actual}"]
         if grpc_front is not None:
@@ -151,7 +152,7 @@ def run(
         print("; ".join(lines), flush=True)  # one line: scripts wait for it
 
     async def stopping():
-        if grpc_front is not None:
+        if grpc_front is not None and server is not None:
             await grpc_front.stop(server.remaining())
 
     app = create_app(state, on_shutdown=shutdown, on_startup=startup, on_stopping=stopping)

@@ -24,6 +24,7 @@ import os
 import stat
 import threading
 import weakref
+from typing import Any
 
 SHM_DIR = "/dev/shm"  # where Linux keeps shm_open objects
 
@@ -103,7 +104,9 @@ class SharedMemoryRegistry:
         self._regions: dict[str, Region] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+    def register(self, name: str, key: Any, offset: Any, byte_size: Any) -> None:
+        """Register ``name``; key, offset and byte_size come from a client's request body and are
+        checked here, whatever their JSON type."""
         for what, value in (("offset", offset), ("byte_size", byte_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SharedMemoryError(f"{what} must be a non-negative integer, got {value!r}")
