@@ -4,7 +4,7 @@ Triton's perf_analyzer (HTTP, gRPC, gRPC + --shared-memory system), whose report
 server-side statistics) are printed as they come.
 
     bash scripts/install_perf_analyzer.sh
-    python scripts/serve_protocols.py REPO [--concurrency 64] [--json docs/bench/protocols.json]
+    python scripts/serve_protocols.py REPO [--concurrency 64] [--engine auto] [--json docs/bench/protocols.json]
 
 Run it on a quiet machine; numbers from a shared one are noise.
 """
@@ -85,6 +85,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("repo")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--engine", default="ort", help="`serve --engine` (auto: a tuned repository's engine)")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--stability-percentage", type=float, default=10, help="perf_analyzer's (default 10)")
     args = ap.parse_args()
@@ -93,7 +94,7 @@ def main() -> int:
     c = args.concurrency
     with tempfile.TemporaryDirectory() as logs:
         srv = ServerProcess.start(
-            [args.repo, "--engine", "ort", "--drain-delay", "0", "--log-level", "warning"], logs
+            [args.repo, "--engine", args.engine, "--drain-delay", "0", "--log-level", "warning"], logs
         )
         try:
             rows = {
@@ -114,7 +115,7 @@ def main() -> int:
             }
         finally:
             srv.stop()
-    print(f"\nconcurrency {c}, one `capsdeploy serve --engine ort` of {args.repo}")
+    print(f"\nconcurrency {c}, one `capsdeploy serve --engine {args.engine}` of {args.repo}")
     print(f"{'client':<34}{'img/s':>10}  latency")
     for name, r in rows.items():
         lat = (
