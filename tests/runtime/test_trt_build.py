@@ -88,28 +88,7 @@ def test_cli_exits_2_without_tensorrt(dyn_model, tiny_run, tmp_path):
 # claimed: the environment probe and the build call; everything checked is capsdeploy's logic.
 
 
-class _FakeEnv:
-    trt = None
-    version = "10.7.0"
-    major = 10
-    gpu_name = "NVIDIA H100"
-    compute_capability = "9.0"
-
-
-@pytest.fixture
-def fake_builds(monkeypatch):
-    """require_tensorrt passes and _build_plan returns bytes naming its inputs; counts builds."""
-    import capsdeploy.runtime.trt.build as build
-
-    calls = []
-
-    def fake_build(env, model, onnx_path, shapes, opts, timing_path, tf32):
-        calls.append({"onnx": str(onnx_path), "timing": timing_path, "tf32": tf32})
-        return f"plan of {onnx_path} tf32={tf32}".encode()
-
-    monkeypatch.setattr(build, "require_tensorrt", lambda: _FakeEnv())
-    monkeypatch.setattr(build, "_build_plan", fake_build)
-    return calls
+# fake_builds (tests/runtime/conftest.py): the environment probe and the build call, faked.
 
 
 def test_auto_built_plans_are_named_by_cache_key_not_by_file_stem(tiny_export, fake_builds, tiny_run, tmp_path):

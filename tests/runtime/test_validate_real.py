@@ -6,8 +6,9 @@ import pytest
 
 from tests.helpers import SHARED_MNIST, capsdeploy
 
-# The paper run is trained once (65 s); its tests share one xdist worker so none waits for it.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("paper_mnist_run")]
+# The paper run is trained once (65 s); tests/conftest.py's SAME_WORKER runs this file and the
+# run's other user on one xdist worker, so that no worker waits for another to train it.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

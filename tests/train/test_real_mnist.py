@@ -8,7 +8,6 @@ from tests.helpers import SHARED_MNIST, capsdeploy
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("paper_mnist_run")  # with the other users of the run (one worker)
 def test_paper_model_learns_real_digits(paper_mnist_run):
     out = paper_mnist_run
     report = json.loads(
