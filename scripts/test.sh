@@ -6,6 +6,6 @@ bash scripts/setup.sh
 bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-compatibility tests
 . .venv/bin/activate
 ruff check .
-# One xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none); tests/conftest.py
-# says which tests share a worker.
+# One xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none); tests/helpers/workers.py
+# says how they split the files.
 python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" "$@"
