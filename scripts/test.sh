@@ -7,4 +7,6 @@ bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-co
 . .venv/bin/activate
 ruff check .
 mypy capsdeploy  # config in pyproject.toml [tool.mypy]
-python -m pytest "$@"
+# One xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none); tests/helpers/workers.py
+# says how they split the files.
+python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" "$@"

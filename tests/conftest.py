@@ -1,23 +1,23 @@
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from capsdeploy.model import CapsNetConfig
+from tests.helpers import IN_CI, NO_CUDA, SHARED_MNIST, TINY, build_once, capsdeploy, make_run
+from tests.helpers.workers import make_scheduler, share_cores
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-IN_CI = os.environ.get("CI") == "true"
-NO_CUDA = "needs a CUDA device; none is visible (torch.cuda.is_available() is False)"
 
-# A few capsules instead of the paper's 1152: same code paths, milliseconds per step.
-TINY = {
-    "conv1_channels": 16,
-    "primary_caps": 4,
-    "primary_dim": 4,
-    "digit_dim": 8,
-    "decoder_hidden": [32, 64],
-}
+def pytest_configure(config):
+    share_cores()
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: unknown to a pytest run without it
+def pytest_xdist_make_scheduler(config, log):
+    return make_scheduler(config, log)
 
 
 @pytest.fixture
@@ -95,25 +95,38 @@ def mnist_dir() -> Path:
     return SHARED_MNIST
 
 
-def make_run(run_dir: Path, overrides: dict | None = None, seed: int = 0, dataset: str = "synthetic") -> Path:
-    """An untrained run directory (random weights): enough for parity tests."""
-    from capsdeploy.model import CapsNet
-    from capsdeploy.model.checkpoint import build_config_doc, default_normalization, save_run
-
-    torch.manual_seed(seed)
-    cfg = CapsNetConfig(**{**TINY, **(overrides or {})})
-    doc = build_config_doc(
-        cfg,
-        [str(i) for i in range(cfg.num_classes)],
-        default_normalization(cfg.in_channels),
-        dataset={"name": dataset, "train_split": "train", "test_split": "t10k"},
-    )
-    return save_run(run_dir, CapsNet(cfg), doc)
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One untrained tiny run for the whole test run (xdist workers share it, and so can share
+    its exports). Tests read it; one that changes a run makes its own with make_run."""
+    return build_once(tmp_path_factory, "tiny", lambda folder: make_run(folder / "run")) / "run"
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("tiny") / "run")
+def tiny_export(tiny_run, tmp_path_factory):
+    """``tiny_export(**ExportOptions fields)`` -> tiny_run's ONNX file exported with them, once
+    per test run for each set of options: an export takes seconds, and most tests only read the
+    file. A test that checks the export itself, or changes the file, exports its own."""
+    from capsdeploy.export import ExportOptions, export_onnx
+
+    made: dict[str, Path] = {}
+
+    def get(dest: Path | None = None, **opts) -> Path:
+        """The shared file, or a copy of it at ``dest`` (a test's own file, named as it wants)."""
+        key = "-".join(f"{k}={v}" for k, v in sorted(opts.items())) or "default"
+        if key not in made:
+            name = "export-" + re.sub(r"[^A-Za-z0-9=_.-]", "_", key)
+            folder = build_once(
+                tmp_path_factory, name, lambda d: export_onnx(tiny_run, d / "m.onnx", ExportOptions(**opts))
+            )
+            made[key] = folder / "m.onnx"
+        if dest is None:
+            return made[key]
+        dest.parent.mkdir(parents=True, exist_ok=True)  # as export_onnx does
+        shutil.copyfile(made[key], dest)
+        return dest
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +136,11 @@ def paper_mnist_run(tmp_path_factory):
         if IN_CI:
             pytest.fail(f"CI=true but the real MNIST files are missing from {SHARED_MNIST}")
         pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
-    from tests.helpers import capsdeploy
+    # Built once per test run, also when several xdist workers run tests that use it.
+    return build_once(tmp_path_factory, "paper", _train_paper_run) / "run"
 
-    out = tmp_path_factory.mktemp("paper") / "run"
+
+def _train_paper_run(folder: Path) -> None:
     capsdeploy(
         "train",
         "--dataset",
@@ -149,7 +164,6 @@ def paper_mnist_run(tmp_path_factory):
         "--lr-decay",
         0.9,
         "--out",
-        out,
+        folder / "run",
         check=True,
     )
-    return out

@@ -77,7 +77,7 @@ def test_real_digits10k(mnist_dir):
 def test_fashion_mnist_from_debian_package():
     from pathlib import Path
 
-    from tests.conftest import IN_CI
+    from tests.helpers import IN_CI
 
     system = Path("/usr/share/datasets/fashion-mnist")
     if not (system / "t10k-images-idx3-ubyte.gz").is_file():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI, build_once
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("CAPSDEPLOY_TEST_IMAGE", "capsdeploy:test")
@@ -49,9 +49,15 @@ def require(tools: list[str], why: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
-    """scripts/build_image.sh's image: built here, base from debootstrap unless one exists."""
+def image(tmp_path_factory) -> str:
+    """scripts/build_image.sh's image: built here, base from debootstrap unless one exists; once
+    per test run, whichever xdist worker needs it first (two builds of one tag would race)."""
     require(["podman", "runc", "debootstrap"], "the image tests")
+    build_once(tmp_path_factory, "image", lambda _folder: build_image())
+    return IMAGE
+
+
+def build_image() -> None:
     proc = subprocess.run(
         ["bash", "scripts/build_image.sh"],
         cwd=ROOT,
@@ -62,7 +68,6 @@ def image() -> str:
     )
     assert proc.returncode == 0, f"build_image.sh failed:\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.startswith(IMAGE) and " MB " in proc.stdout, proc.stdout  # it prints the size
-    return IMAGE
 
 
 class Container:

@@ -10,8 +10,7 @@ from capsdeploy.data.affine import affine_set, translated_set
 from capsdeploy.data.preprocess import prepare_batch
 from capsdeploy.model import BaselineCNN, CNNConfig
 from capsdeploy.model.checkpoint import build_config_doc, default_normalization, load_run, save_run
-from tests.conftest import make_run
-from tests.helpers import capsdeploy
+from tests.helpers import capsdeploy, make_run
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from capsdeploy.export import ExportOptions, export_onnx, read_metadata
 from capsdeploy.model.checkpoint import load_run, read_run_info
 from capsdeploy.runtime.compare import DEFAULT_TOLERANCES, compare_outputs
 from capsdeploy.runtime.ort_backend import OrtBackend
-from tests.conftest import make_run
+from tests.helpers import make_run
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
 
@@ -42,8 +42,8 @@ def test_routing_iterations_match_pytorch(tiny_run, tmp_path, iters):
     assert np.abs(other - got["poses"]).max() > 10 * parity
 
 
-def test_one_dynamic_file_serves_batches_1_7_64(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+def test_one_dynamic_file_serves_batches_1_7_64(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx")
     backend = OrtBackend(tmp_path / "m.onnx")
     assert backend.inputs()[0].shape[0] is None or isinstance(backend.inputs()[0].shape[0], str)
     for n in (1, 7, 64):
@@ -53,8 +53,8 @@ def test_one_dynamic_file_serves_batches_1_7_64(tiny_run, tmp_path):
         assert compare_outputs(_torch_outputs(tiny_run, x), got, FP32).passed
 
 
-def test_static_batch_rejects_other_sizes(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(batch=4))
+def test_static_batch_rejects_other_sizes(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", batch=4)
     backend = OrtBackend(tmp_path / "m.onnx")
     assert backend.inputs()[0].shape[0] == 4
     backend.infer({"image": np.zeros((4, 1, 28, 28), np.float32)})
@@ -62,8 +62,8 @@ def test_static_batch_rejects_other_sizes(tiny_run, tmp_path):
         backend.infer({"image": np.zeros((3, 1, 28, 28), np.float32)})
 
 
-def test_uint8_input_with_decoder(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8", with_decoder=True))
+def test_uint8_input_with_decoder(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", input_dtype="uint8", with_decoder=True)
     backend = OrtBackend(tmp_path / "m.onnx")
     assert backend.inputs()[0].dtype == "uint8"
     pixels = _pixels(9)
@@ -74,8 +74,8 @@ def test_uint8_input_with_decoder(tiny_run, tmp_path):
     assert verdict.passed, verdict.failures
 
 
-def test_metadata_round_trip(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(routing_iters=2, input_dtype="uint8"))
+def test_metadata_round_trip(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", routing_iters=2, input_dtype="uint8")
     meta = read_metadata(onnx.load(tmp_path / "m.onnx"))
     info = read_run_info(tiny_run)
     assert meta.routing_iters == 2 and meta.trained_routing_iters == 3
@@ -87,11 +87,11 @@ def test_metadata_round_trip(tiny_run, tmp_path):
     assert OrtBackend(tmp_path / "m.onnx").metadata == meta
 
 
-def test_backends_implement_the_protocol(tiny_run, tmp_path):
+def test_backends_implement_the_protocol(tiny_export, tiny_run, tmp_path):
     from capsdeploy.runtime.backend import Backend
     from capsdeploy.runtime.torch_backend import TorchBackend
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     for backend in (OrtBackend(tmp_path / "m.onnx"), TorchBackend(tiny_run)):
         assert isinstance(backend, Backend)
         assert [s.name for s in backend.inputs()] == ["image"]
@@ -100,8 +100,8 @@ def test_backends_implement_the_protocol(tiny_run, tmp_path):
         assert backend.infer({"image": np.zeros((3, 1, 28, 28), np.float32)})["scores"].shape == (3, 10)
 
 
-def test_fp16_graph_runs_in_ort_and_keeps_routing_fp32(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(precision="fp16"))
+def test_fp16_graph_runs_in_ort_and_keeps_routing_fp32(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", precision="fp16")
     model = onnx.load(tmp_path / "m.onnx")
     fp16_inits = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
     assert {i.name for i in fp16_inits}  # convolution and prediction weights are FP16
@@ -118,16 +118,16 @@ def test_fp16_graph_runs_in_ort_and_keeps_routing_fp32(tiny_run, tmp_path):
     assert verdict.passed, verdict.failures
 
 
-def test_fp16_io(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(precision="fp16", io_dtype="float16"))
+def test_fp16_io(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", precision="fp16", io_dtype="float16")
     backend = OrtBackend(tmp_path / "m.onnx")
     assert backend.inputs()[0].dtype == "float16"
     out = backend.infer({"image": np.zeros((2, 1, 28, 28), np.float16)})
     assert out["scores"].dtype == np.float16
 
 
-def test_int8_is_symmetric_qdq_on_convolutions_only(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(precision="int8", calib_samples=64))
+def test_int8_is_symmetric_qdq_on_convolutions_only(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", precision="int8", calib_samples=64)
     model = onnx.load(tmp_path / "m.onnx")
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops

@@ -10,7 +10,7 @@ from tritonclient.grpc import model_config_pb2
 from capsdeploy.errors import UsageError
 from capsdeploy.repository import CAPSNET, DECODER, config_to_json, find_models, parse_config
 from tests.helpers import capsdeploy
-from tests.serve.conftest import export_repo
+from tests.helpers.serving import export_repo
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from capsdeploy.errors import InferenceError, InvalidInputError, UsageError
-from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.backend import Backend, TensorSpec
 from capsdeploy.runtime.ort_backend import OrtBackend
 from capsdeploy.runtime.ov_backend import OvBackend
@@ -12,9 +11,9 @@ from capsdeploy.runtime.torch_backend import TorchBackend
 
 
 @pytest.fixture(scope="module")
-def engines(tiny_run, tmp_path_factory):
+def engines(tiny_export, tiny_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("be") / "m.onnx"
-    export_onnx(tiny_run, path, ExportOptions())
+    tiny_export(path)
     return {"ort": OrtBackend(path), "torch": TorchBackend(tiny_run), "ov": OvBackend(path)}
 
 
@@ -109,12 +108,12 @@ def test_warmup_runs_at_the_smallest_batch_the_engine_takes():
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")
-def test_ort_cuda_that_falls_back_to_cpu_is_refused(tiny_run, tmp_path, monkeypatch):
+def test_ort_cuda_that_falls_back_to_cpu_is_refused(tiny_export, tiny_run, tmp_path, monkeypatch):
     """onnxruntime lists CUDA even where its libraries fail to load, then runs on CPU; the
     provider list is faked here as such an install reports it."""
     import onnxruntime as ort
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     monkeypatch.setattr(
         ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
@@ -131,13 +130,13 @@ def test_vnni_detection_from_cpuinfo():
     assert cpu_has_vnni("no flags line here")  # unknown: do not second-guess ONNX Runtime
 
 
-def test_int8_files_avoid_fused_integer_kernels_on_cpus_without_vnni(tiny_run, tmp_path, monkeypatch):
+def test_int8_files_avoid_fused_integer_kernels_on_cpus_without_vnni(tiny_export, tiny_run, tmp_path, monkeypatch):
     """ORT's fused u8s8 kernels saturate on x86 without VNNI (96% top-1 agreement measured on
     real digits); such CPUs keep the Q/DQ nodes unfused. The decision is checked here."""
     import capsdeploy.runtime.ort_backend as ob
 
-    export_onnx(tiny_run, tmp_path / "q.onnx", ExportOptions(precision="int8", calib_samples=32))
-    export_onnx(tiny_run, tmp_path / "f.onnx", ExportOptions())
+    tiny_export(tmp_path / "q.onnx", precision="int8", calib_samples=32)
+    tiny_export(tmp_path / "f.onnx")
     monkeypatch.setattr(ob, "cpu_has_vnni", lambda: False)
     assert OrtBackend(tmp_path / "q.onnx").int8_kernels_refused
     assert not OrtBackend(tmp_path / "f.onnx").int8_kernels_refused

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from capsdeploy.errors import InferenceError, InvalidInputError
-from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.backend import Backend, TensorSpec
 from capsdeploy.runtime.batcher import (
     BatcherClosedError,
@@ -20,6 +19,7 @@ from capsdeploy.runtime.batcher import (
     RequestTimeoutError,
 )
 from capsdeploy.runtime.ort_backend import OrtBackend
+from tests.helpers import wait_until
 
 
 class Doubler(Backend):
@@ -57,18 +57,10 @@ def x(value, rows=1):
     return {"x": np.full((rows, 2), value, np.float32)}
 
 
-def wait_until(condition, timeout=5.0):
-    """Poll instead of sleeping a guessed time: these machines are slow and loaded."""
-    end = time.perf_counter() + timeout
-    while not condition():
-        assert time.perf_counter() < end, "condition not reached"
-        time.sleep(0.005)
-
-
 @pytest.fixture(scope="module")
-def ort_model(tiny_run, tmp_path_factory):
+def ort_model(tiny_export, tiny_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("b") / "m.onnx"
-    export_onnx(tiny_run, path, ExportOptions(input_dtype="uint8"))
+    tiny_export(path, input_dtype="uint8")
     return path
 
 

@@ -3,12 +3,11 @@ import statistics
 
 import pytest
 
-from capsdeploy.export import ExportOptions, export_onnx
 from tests.helpers import capsdeploy
 
 
-def test_bench_reports_environment_medians_and_ratio(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+def test_bench_reports_environment_medians_and_ratio(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx")
     proc = capsdeploy(
         "bench",
         "--model",
@@ -57,8 +56,8 @@ LATENCY_FIELDS = {
 }
 
 
-def test_engine_mode_reports_every_field_and_writes_csv_markdown_plot(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8"))
+def test_engine_mode_reports_every_field_and_writes_csv_markdown_plot(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", input_dtype="uint8")
     out = {k: tmp_path / f"bench.{k}" for k in ("csv", "md", "png")}
     proc = capsdeploy(
         "bench",
@@ -257,9 +256,9 @@ def test_flags_of_another_mode_are_refused(args, words):
     assert proc.returncode == 2 and words in proc.stderr
 
 
-def test_model_files_alone_run_engine_mode(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "a.onnx", ExportOptions())
-    export_onnx(tiny_run, tmp_path / "b.onnx", ExportOptions(input_dtype="uint8"))
+def test_model_files_alone_run_engine_mode(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "a.onnx")
+    tiny_export(tmp_path / "b.onnx", input_dtype="uint8")
     proc = capsdeploy(
         "bench",
         "--model",
@@ -398,8 +397,8 @@ def test_peers_run_beside_our_engines_in_the_same_run(tiny_run):
     assert rows["ov-defaults"]["math"].startswith("BF16" if default_bf16 else "FP32")
 
 
-def test_a_model_file_runs_on_the_engine_named_before_it(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+def test_a_model_file_runs_on_the_engine_named_before_it(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx")
     proc = capsdeploy(
         "bench", "--model", f"{tmp_path / 'm.onnx'},ov-bf16={tmp_path / 'm.onnx'},ov={tmp_path / 'm.onnx'}",
         "--batch-sizes", "2", "--warmup-s", 0, "--duration-s", 0.02, "--json", "-",

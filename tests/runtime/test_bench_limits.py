@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from capsdeploy.errors import InferenceError
-from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.ort_backend import OrtBackend
 
 
@@ -19,8 +18,8 @@ class ProfiledOrt(OrtBackend):
 
 
 @pytest.fixture
-def onnx_model(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+def onnx_model(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx")
     return tmp_path / "m.onnx"
 
 

@@ -51,11 +51,10 @@ def test_ort_tensorrt_provider_reports_tf32_and_is_judged_by_the_tf32_tolerances
     assert tolerances_for("int8", "TF32 allowed") == DEFAULT_TOLERANCES["int8"]
 
 
-def test_a_cpu_session_reports_fp32(tiny_run, tmp_path):
-    from capsdeploy.export import ExportOptions, export_onnx
+def test_a_cpu_session_reports_fp32(tiny_export, tiny_run, tmp_path):
     from capsdeploy.runtime.ort_backend import OrtBackend
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     assert OrtBackend(tmp_path / "m.onnx").math == "FP32 (TF32 off)"
 
 
@@ -69,13 +68,12 @@ def test_version_compatible_plans_need_host_code_unless_the_lean_runtime_is_excl
     )
 
 
-def test_min_batch_padding_returns_the_request_row_and_a_planted_row_swap_shows(tiny_run, tmp_path):
+def test_min_batch_padding_returns_the_request_row_and_a_planted_row_swap_shows(tiny_export, tiny_run, tmp_path):
     """The batcher pads a batch below the engine's minimum with zero rows: a backend (or slicing)
     that answered with a pad row instead of the request's must be caught. With the old padding
     (copies of the request's row) the planted swap below gave the right answer by accident."""
     import numpy as np
 
-    from capsdeploy.export import ExportOptions, export_onnx
     from capsdeploy.runtime.batcher import DynamicBatcher
     from capsdeploy.runtime.ort_backend import OrtBackend
 
@@ -87,7 +85,7 @@ def test_min_batch_padding_returns_the_request_row_and_a_planted_row_swap_shows(
         def _infer(self, feeds):
             return {k: v[::-1].copy() for k, v in super()._infer(feeds).items()}
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     ref = OrtBackend(tmp_path / "m.onnx").infer({"image": x})["scores"]
     got = {}

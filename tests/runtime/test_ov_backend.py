@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 
 from capsdeploy.errors import UsageError
-from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.ort_backend import OrtBackend
 from capsdeploy.runtime.ov_backend import OvBackend
 
 
 @pytest.fixture(scope="module")
-def onnx_files(tiny_run, tmp_path_factory):
+def onnx_files(tiny_export, tiny_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("ov")
-    export_onnx(tiny_run, d / "fp32.onnx", ExportOptions())
-    export_onnx(tiny_run, d / "u8.onnx", ExportOptions(input_dtype="uint8"))
+    tiny_export(d / "fp32.onnx")
+    tiny_export(d / "u8.onnx", input_dtype="uint8")
     return d
 
 

@@ -10,14 +10,13 @@ import pytest
 from PIL import Image
 
 from capsdeploy.data import load_split
-from capsdeploy.export import ExportOptions, export_onnx
 from tests.helpers import capsdeploy, tensorrt_ready, torch_blocked
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_predict_png_same_classes_through_torch_and_ort(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8", with_decoder=True))
+def test_predict_png_same_classes_through_torch_and_ort(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "m.onnx", input_dtype="uint8", with_decoder=True)
     images = load_split("synthetic", "t10k", limit=12).images
     paths = []
     for i, img in enumerate(images):
@@ -66,11 +65,11 @@ def _requirements(name):
     }
 
 
-def test_predict_with_onnx_runtime_runs_where_torch_cannot_be_imported(tiny_run, tmp_path):
+def test_predict_with_onnx_runtime_runs_where_torch_cannot_be_imported(tiny_export, tiny_run, tmp_path):
     """The inference path of a torch-free install: torch unimportable, and nothing that
     requirements/train.txt adds (onnxscript, onnxslim, safetensors) imported either; a command
     that does need torch says so in one line."""
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8"))
+    tiny_export(tmp_path / "m.onnx", input_dtype="uint8")
     images = load_split("synthetic", "t10k", limit=3).images
     for i, img in enumerate(images):
         Image.fromarray(img[0]).save(tmp_path / f"{i}.png")
@@ -105,9 +104,9 @@ def test_import_capsdeploy_does_not_import_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_predict_on_openvino_runs_where_torch_cannot_be_imported(tiny_run, tmp_path):
+def test_predict_on_openvino_runs_where_torch_cannot_be_imported(tiny_export, tiny_run, tmp_path):
     """--engine ov on a torch-free install: torch unimportable, the same predictions as ort."""
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions(input_dtype="uint8"))
+    tiny_export(tmp_path / "m.onnx", input_dtype="uint8")
     images = load_split("synthetic", "t10k", limit=3).images
     for i, img in enumerate(images):
         Image.fromarray(img[0]).save(tmp_path / f"{i}.png")

@@ -5,13 +5,12 @@ from collections import Counter
 import pytest
 
 from capsdeploy.bench.profile import PHASES, graph_phases, profile_ort, profile_ov
-from capsdeploy.export import ExportOptions, export_onnx
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_run, tmp_path_factory):
+def fp32(tiny_export, tiny_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("prof") / "m.onnx"
-    export_onnx(tiny_run, path, ExportOptions())
+    tiny_export(path)
     return path
 
 

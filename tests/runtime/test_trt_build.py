@@ -7,16 +7,15 @@ import onnx
 import pytest
 
 from capsdeploy.errors import UsageError
-from capsdeploy.export import ExportOptions, export_onnx
 from capsdeploy.runtime.trt.build import BuildOptions, cache_key, profile_shapes, sidecar_doc
 from capsdeploy.runtime.trt.environment import require_tensorrt
 from tests.helpers import capsdeploy, tensorrt_ready
 
 
 @pytest.fixture(scope="module")
-def dyn_model(tiny_run, tmp_path_factory):
+def dyn_model(tiny_export, tiny_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("trt") / "m.onnx"
-    export_onnx(tiny_run, path, ExportOptions())
+    tiny_export(path)
     return path
 
 
@@ -27,8 +26,8 @@ def test_profile_covers_the_batch_axis_only(dyn_model):
         profile_shapes(onnx.load(dyn_model), BuildOptions(min_batch=8, opt_batch=4))
 
 
-def test_static_batch_profile(tiny_run, tmp_path):
-    export_onnx(tiny_run, tmp_path / "s.onnx", ExportOptions(batch=8))
+def test_static_batch_profile(tiny_export, tiny_run, tmp_path):
+    tiny_export(tmp_path / "s.onnx", batch=8)
     assert profile_shapes(onnx.load(tmp_path / "s.onnx"), BuildOptions())["image"] == ((8, 1, 28, 28),) * 3
     with pytest.raises(UsageError, match="static batch"):
         profile_shapes(onnx.load(tmp_path / "s.onnx"), BuildOptions(min_batch=16, opt_batch=16, max_batch=32))
@@ -89,36 +88,15 @@ def test_cli_exits_2_without_tensorrt(dyn_model, tiny_run, tmp_path):
 # claimed: the environment probe and the build call; everything checked is capsdeploy's logic.
 
 
-class _FakeEnv:
-    trt = None
-    version = "10.7.0"
-    major = 10
-    gpu_name = "NVIDIA H100"
-    compute_capability = "9.0"
+# fake_builds (tests/runtime/conftest.py): the environment probe and the build call, faked.
 
 
-@pytest.fixture
-def fake_builds(monkeypatch):
-    """require_tensorrt passes and _build_plan returns bytes naming its inputs; counts builds."""
-    import capsdeploy.runtime.trt.build as build
-
-    calls = []
-
-    def fake_build(env, model, onnx_path, shapes, opts, timing_path, tf32):
-        calls.append({"onnx": str(onnx_path), "timing": timing_path, "tf32": tf32})
-        return f"plan of {onnx_path} tf32={tf32}".encode()
-
-    monkeypatch.setattr(build, "require_tensorrt", lambda: _FakeEnv())
-    monkeypatch.setattr(build, "_build_plan", fake_build)
-    return calls
-
-
-def test_auto_built_plans_are_named_by_cache_key_not_by_file_stem(fake_builds, tiny_run, tmp_path):
+def test_auto_built_plans_are_named_by_cache_key_not_by_file_stem(tiny_export, fake_builds, tiny_run, tmp_path):
     from capsdeploy.runtime.trt.build import build_engine
 
     a, b = tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx"
-    export_onnx(tiny_run, a, ExportOptions())
-    export_onnx(tiny_run, b, ExportOptions(input_dtype="uint8"))
+    tiny_export(a)
+    tiny_export(b, input_dtype="uint8")
     ra, rb = build_engine(a, None, BuildOptions()), build_engine(b, None, BuildOptions())
     assert ra.output != rb.output  # the old code wrote both to plans/model.plan
     assert ra.output.endswith(ra.cache_key + ".plan") and rb.output.endswith(

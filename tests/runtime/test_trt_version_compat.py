@@ -8,10 +8,9 @@ import types
 import pytest
 
 from capsdeploy.errors import UsageError
-from capsdeploy.export import ExportOptions, export_onnx
+from capsdeploy.export import ExportOptions
 from capsdeploy.runtime.trt.build import BuildOptions, compatibility_flags
 from tests.helpers import capsdeploy
-from tests.runtime.test_trt_build import fake_builds  # noqa: F401 - the fixture
 
 
 def _trt(*flags):
@@ -30,10 +29,10 @@ def test_builder_flags_follow_the_options_and_a_missing_flag_is_named():
         compatibility_flags(_trt("TF32"), BuildOptions(version_compatible=True))
 
 
-def test_sidecar_says_which_kind_of_plan_and_the_cache_keeps_them_apart(fake_builds, tiny_run, tmp_path):  # noqa: F811
+def test_sidecar_says_which_kind_of_plan_and_the_cache_keeps_them_apart(fake_builds, tiny_export, tmp_path):
     from capsdeploy.runtime.trt.build import build_engine
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     plain = build_engine(tmp_path / "m.onnx", tmp_path / "plain.plan", BuildOptions())
     vc = build_engine(tmp_path / "m.onnx", tmp_path / "vc.plan", BuildOptions(version_compatible=True))
     assert plain.cache_key != vc.cache_key and not vc.cache_hit and len(fake_builds) == 2
@@ -44,7 +43,7 @@ def test_sidecar_says_which_kind_of_plan_and_the_cache_keeps_them_apart(fake_bui
     assert "or a later version" in doc["runs_on"] and "compute capability 9.0" in doc["runs_on"]
 
 
-def test_repository_config_says_what_a_triton_container_needs(fake_builds, tiny_run, tmp_path):  # noqa: F811
+def test_repository_config_says_what_a_triton_container_needs(fake_builds, tiny_run, tmp_path):
     from capsdeploy.export.triton_repo import export_triton
     from capsdeploy.repository import BatchingOptions
     from capsdeploy.repository.config import parse_config

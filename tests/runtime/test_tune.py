@@ -150,10 +150,9 @@ def test_a_repository_tuned_on_another_cpu_is_refused_by_serve(report, tiny_run,
     )
 
 
-def test_tuning_for_an_exported_file_runs_that_file(tiny_run, tmp_path):
-    from capsdeploy.export import ExportOptions, export_onnx
+def test_tuning_for_an_exported_file_runs_that_file(tiny_export, tiny_run, tmp_path):
 
-    export_onnx(tiny_run, tmp_path / "m.onnx", ExportOptions())
+    tiny_export(tmp_path / "m.onnx")
     r = tune(
         str(tiny_run), [Candidate("ort", "ort"), Candidate("ov", "ov"), Candidate("ort-int8", "ort-int8")],
         samples=16, batch_sizes=(1,), dataset="synthetic", model=str(tmp_path / "m.onnx"),

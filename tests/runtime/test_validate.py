@@ -4,8 +4,7 @@ import onnx
 import pytest
 
 from capsdeploy.export import ExportOptions, export_onnx
-from tests.conftest import make_run
-from tests.helpers import capsdeploy, tensorrt_ready
+from tests.helpers import capsdeploy, make_run, tensorrt_ready
 
 
 def _export(run, path, **kw):

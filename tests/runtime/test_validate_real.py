@@ -4,11 +4,44 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED_MNIST
-from tests.helpers import capsdeploy
+from tests.helpers import SHARED_MNIST, capsdeploy
+
+# The paper run is trained once (65 s); tests/conftest.py's SAME_WORKER runs this file and the
+# run's other user on one xdist worker, so that no worker waits for another to train it.
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module")
+def exported(paper_mnist_run, tmp_path_factory):
+    """precision -> the uint8-input file exported at it, each exported once: the FP32 file
+    serves ort, ov and ov-bf16 (OpenVINO runs it in bf16), the INT8 file ort and ov-int8."""
+    folder, made = tmp_path_factory.mktemp("paper-exports"), {}
+
+    def get(precision: str):
+        if precision not in made:
+            model = folder / f"{precision}.onnx"
+            capsdeploy(
+                "export",
+                "--checkpoint",
+                paper_mnist_run,
+                "-o",
+                model,
+                "--precision",
+                precision,
+                "--input-dtype",
+                "uint8",
+                "--calib-samples",
+                256,
+                "--data-dir",
+                SHARED_MNIST,
+                check=True,
+            )
+            made[precision] = model
+        return made[precision]
+
+    return get
+
+
 @pytest.mark.parametrize(
     "precision, engine",
     [
@@ -20,7 +53,7 @@ from tests.helpers import capsdeploy
         ("int8", "ov-int8"),
     ],
 )
-def test_real_digits_parity(paper_mnist_run, tmp_path, precision, engine):
+def test_real_digits_parity(paper_mnist_run, exported, precision, engine):
     if engine == "ov-bf16":
         from capsdeploy.runtime.ov_backend import device_capabilities
 
@@ -28,23 +61,7 @@ def test_real_digits_parity(paper_mnist_run, tmp_path, precision, engine):
             pytest.skip(
                 "OpenVINO reports no BF16 on this CPU (its refusal: tests/runtime/test_ov_backend.py)"
             )
-    model = tmp_path / f"{precision}.onnx"
-    capsdeploy(
-        "export",
-        "--checkpoint",
-        paper_mnist_run,
-        "-o",
-        model,
-        "--precision",
-        "fp32" if precision == "bf16" else precision,  # ov-bf16 runs the FP32 file in bf16
-        "--input-dtype",
-        "uint8",
-        "--calib-samples",
-        256,
-        "--data-dir",
-        SHARED_MNIST,
-        check=True,
-    )
+    model = exported("fp32" if precision == "bf16" else precision)  # ov-bf16 runs the FP32 file in bf16
     proc = capsdeploy(
         "validate",
         "--checkpoint",

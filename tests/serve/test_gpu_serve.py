@@ -13,7 +13,7 @@ def test_plan_repository_served_on_trt_matches_pytorch(trt_ready, tiny_run, tmp_
 
     from capsdeploy.runtime.compare import DEFAULT_TOLERANCES, compare_outputs
     from capsdeploy.runtime.torch_backend import TorchBackend
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     repo = tmp_path / "repo"
     capsdeploy(

@@ -5,7 +5,6 @@ serving, message sizes follow --max-body-mb, and SIGTERM drains gRPC as it drain
 import asyncio
 import queue
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from capsdeploy.data import load_split
-from tests.serve.test_server import INFER, request, valid_body
+from tests.helpers import wait_until
+from tests.helpers.serving import INFER, request, valid_body
 
 OUTPUTS = ("scores", "poses")
 
@@ -29,7 +29,7 @@ def digits(mnist_dir_module):
 
 @pytest.fixture(scope="module")
 def mnist_dir_module():
-    from tests.conftest import IN_CI, SHARED_MNIST
+    from tests.helpers import IN_CI, SHARED_MNIST
 
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         if IN_CI:
@@ -240,7 +240,7 @@ def test_bad_grpc_requests_get_invalid_argument_and_the_server_keeps_serving(ser
 
 
 def test_grpc_message_limit_follows_max_body_mb(tiny_repo, tmp_path):
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server([tiny_repo, "--engine", "ort", "--max-body-mb", "0.1"], tmp_path)
     try:
@@ -255,7 +255,7 @@ def test_grpc_message_limit_follows_max_body_mb(tiny_repo, tmp_path):
 
 
 def test_grpc_port_zero_disables_grpc(tiny_repo, tmp_path):
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server([tiny_repo, "--engine", "ort", "--grpc-port", "0"], tmp_path)
     try:
@@ -269,7 +269,7 @@ def test_grpc_port_zero_disables_grpc(tiny_repo, tmp_path):
 def test_sigterm_under_grpc_load_answers_every_accepted_request(tiny_repo, tmp_path):
     """24 requests accepted and queued (a 2 s queue delay holds them), then SIGTERM: the gRPC
     listener closes, and every accepted request is still answered before the exit (0)."""
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server(
         [
@@ -295,14 +295,14 @@ def test_sigterm_under_grpc_load_answers_every_accepted_request(tiny_repo, tmp_p
     threads = [threading.Thread(target=client) for _ in range(24)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
-    pending = 0
-    while pending < 24 and time.monotonic() < deadline:  # SIGTERM once all are queued
+
+    def pending() -> float:
         _, _, m = request(srv.host_port, "GET", "/metrics")
         line = next(x for x in m.decode().splitlines() if x.startswith("nv_inference_pending_request_count"))
-        pending = float(line.split()[-1])
-        time.sleep(0.01)
-    assert pending == 24, "the requests did not all reach the queue within 20 s"
+        return float(line.split()[-1])
+
+    # SIGTERM once all are queued
+    wait_until(lambda: pending() == 24, timeout=20, interval=0.01, what="all 24 requests in the queue")
     code = srv.stop()
     for t in threads:
         t.join(30)
@@ -334,16 +334,13 @@ def test_sigterm_drain_delay_turns_grpc_readiness_off_while_serving(tiny_repo, t
     then its listener closes with HTTP's and the process exits 0."""
     import signal
 
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server([tiny_repo, "--engine", "ort", "--drain-delay", "2"], tmp_path)
     c = grpcclient.InferenceServerClient(srv.grpc_host_port)
     assert c.is_server_ready()
     srv.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while c.is_server_ready():
-        assert time.monotonic() < deadline, "readiness never turned off"
-        time.sleep(0.02)
+    wait_until(lambda: not c.is_server_ready(), timeout=10, interval=0.02, what="readiness off")
     x = np.zeros((1, 1, 28, 28), np.float32)
     assert c.infer("capsnet", [_grpc_input(x)]).as_numpy("scores").shape == (1, 10)
     assert srv.proc.wait(30) == 0, srv.log.read_text()

@@ -85,7 +85,7 @@ def test_repository_with_a_broken_config_refuses_to_start(tiny_repo, tmp_path):
 def test_max_body_mb_flag_limits_request_bodies(tiny_repo, tmp_path):
     import http.client
 
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server([tiny_repo, "--engine", "ort", "--max-body-mb", "0.001"], tmp_path)  # ~1 KB
     try:

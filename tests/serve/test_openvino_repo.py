@@ -10,7 +10,7 @@ from capsdeploy.runtime.ort_backend import OrtBackend
 from capsdeploy.runtime.ov_backend import OvBackend
 from capsdeploy.serve.models import load_repository
 from tests.helpers import capsdeploy
-from tests.serve.conftest import start_server
+from tests.helpers.serving import start_server
 
 # What triton-inference-server/openvino_backend reads from `parameters` (src/openvino.cc,
 # ParseParameters); anything else it ignores, so our own keys carry the capsdeploy. prefix.

@@ -70,7 +70,7 @@ def test_a_baseline_cnn_gets_scores_and_no_sliders(browser, tmp_path):
     """The page finds a repository's cnn_baseline model and shows its probabilities alone."""
     from capsdeploy.model import BaselineCNN, CNNConfig
     from capsdeploy.model.checkpoint import build_config_doc, default_normalization, save_run
-    from tests.serve.conftest import export_repo, start_server
+    from tests.helpers.serving import export_repo, start_server
 
     cfg = CNNConfig(conv_channels=(4, 4, 2), hidden=(8, 8))
     doc = build_config_doc(cfg, [str(i) for i in range(10)], default_normalization(1),

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.serve.conftest import run_perf_analyzer
+from tests.helpers.serving import run_perf_analyzer
 
 
 def server_side_counts(out: str) -> list[tuple[int, int]]:
@@ -65,7 +65,7 @@ def test_perf_analyzer_system_shared_memory(server, perf_analyzer, protocol):
     import threading
     import time
 
-    from tests.serve.test_server import request
+    from tests.helpers.serving import request
 
     host_port = server.host_port if protocol == "http" else server.grpc_host_port
     seen, done = set(), threading.Event()

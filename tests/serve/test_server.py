@@ -17,27 +17,8 @@ from PIL import Image
 
 from capsdeploy.data import load_split
 from capsdeploy.runtime.compare import DEFAULT_TOLERANCES, compare_outputs
-
-
-def request(host_port, method, path, body=b"", headers=None):
-    conn = http.client.HTTPConnection(host_port, timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
-
-
-def valid_body(n=1):
-    x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
-    return json.dumps(
-        {
-            "inputs": [
-                {"name": "image", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}
-            ]
-        }
-    ).encode()
+from tests.helpers import wait_until
+from tests.helpers.serving import INFER, digit_png, request, valid_body
 
 
 def assert_still_serves(host_port):
@@ -214,15 +195,8 @@ def test_binary_request_without_content_type_and_raw_body(server):
     )
 
 
-def _digit_png(mnist_dir) -> bytes:
-    img = load_split("mnist", "t10k", mnist_dir, download=False, limit=1).images[0].reshape(28, 28)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_predict_image_raw_and_multipart(server, mnist_dir):
-    png = _digit_png(mnist_dir)
+    png = digit_png(mnist_dir)
     status, _, body = request(
         server.host_port, "POST", "/v1/predict?top=3", png, {"Content-Type": "image/png"}
     )
@@ -297,7 +271,6 @@ def _json(inputs, **doc):
 
 
 IMG = {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}
-INFER = "/v2/models/capsnet/infer"
 BAD = [
     ("not json", INFER, b"{not json", {}, 400),
     ("unknown model", "/v2/models/nope/infer", valid_body(), {}, 404),
@@ -399,16 +372,13 @@ def slow_model(tiny_repo):
 
 
 def test_full_queue_answers_503_with_retry_after_at_once(slow_model):
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     with serve_in_thread({"capsnet": slow_model}) as (hp, _):
         first = {}
         t = threading.Thread(target=lambda: first.update(r=request(hp, "POST", INFER, valid_body())))
         t.start()
-        deadline = time.monotonic() + 10
-        while slow_model.pending() < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(lambda: slow_model.pending() >= 1, timeout=10, what="the first request queued")
         t0 = time.monotonic()
         status, headers, body = request(hp, "POST", INFER, valid_body())
         assert status == 503 and headers["retry-after"] == "1", body
@@ -420,7 +390,7 @@ def test_full_queue_answers_503_with_retry_after_at_once(slow_model):
 def test_request_timeout_parameter(slow_model):
     """A request that expires in the queue gets Triton's UNAVAILABLE (503, "Request timeout
     expired"), not the old 504."""
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     with serve_in_thread({"capsnet": slow_model}) as (hp, _):
         doc = json.loads(valid_body())
@@ -434,7 +404,7 @@ def test_backend_error_fails_only_that_request(tiny_repo):
     from capsdeploy.repository import BatchingOptions, model_config
     from capsdeploy.runtime.ort_backend import OrtBackend
     from capsdeploy.serve.models import _decl_of, serve_model
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     class Flaky(OrtBackend):
         """Fails on a marked input, the way an engine fails on a bad kernel."""
@@ -463,7 +433,7 @@ def test_backend_error_fails_only_that_request(tiny_repo):
 
 
 def test_body_limit_is_413(tiny_repo, slow_model):
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     with serve_in_thread({"capsnet": slow_model}, max_body_bytes=1000) as (hp, _):
         status, _, body = request(hp, "POST", INFER, valid_body())
@@ -496,7 +466,7 @@ def test_sigterm_turns_ready_off_without_reraising():
 
 
 def test_sigterm_under_load_answers_every_accepted_request(tiny_repo, tmp_path):
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server(
         [
@@ -541,7 +511,7 @@ def test_serving_a_repository_never_imports_torch(tiny_repo, tmp_path):
     """The inference path of a torch-free install: `serve REPO --engine ort` with torch
     unimportable answers V2 requests and /v1/predict."""
     from tests.helpers import torch_blocked
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     code, env, modules = torch_blocked(tmp_path)
     srv = start_server(
@@ -594,7 +564,7 @@ def test_unbatched_and_backend_style_configs(tiny_repo, tmp_path):
     import shutil
 
     from capsdeploy.serve.models import load_repository
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo, repo)
@@ -621,7 +591,7 @@ def test_sigterm_drain_delay_closes_keep_alive_connections_cleanly(tiny_repo, tm
     clients to reconnect (Connection: close) instead of closing connections under them."""
     import signal
 
-    from tests.serve.conftest import start_server
+    from tests.helpers.serving import start_server
 
     srv = start_server([tiny_repo, "--engine", "ort", "--drain-delay", "2", "--grace", "5"], tmp_path)
     conn = http.client.HTTPConnection(srv.host_port, timeout=30)

@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
-from tests.serve.test_server import INFER, request
+from tests.helpers.serving import INFER, request
 
 X_BYTES = 4 * 1 * 28 * 28 * 4  # four digits, FP32
 SCORES_BYTES = 4 * 10 * 4

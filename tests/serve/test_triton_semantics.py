@@ -12,7 +12,7 @@ import numpy as np
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aioclient
 
-from tests.serve.test_server import INFER, request
+from tests.helpers.serving import INFER, request
 
 
 def _stats(host_port, model="capsnet"):
@@ -54,7 +54,7 @@ def test_a_model_can_opt_into_refusing_non_finite_inputs(tiny_repo):
     from capsdeploy.repository import BatchingOptions, model_config
     from capsdeploy.runtime.ort_backend import OrtBackend
     from capsdeploy.serve.models import REFUSE_NON_FINITE, _decl_of, serve_model
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     backend = OrtBackend(tiny_repo / "capsnet" / "1" / "model.onnx")
     cfg = model_config(_decl_of("capsnet", "onnxruntime_onnx", backend), BatchingOptions())
@@ -118,11 +118,11 @@ def test_statistics_compute_counts_agree_under_batching(server):
 
 
 def test_v1_predict_is_counted_like_an_inference_request(server, mnist_dir):
-    from tests.serve.test_server import _digit_png
+    from tests.helpers.serving import digit_png
 
     before = _stats(server.host_port)
     status, _, _ = request(
-        server.host_port, "POST", "/v1/predict", _digit_png(mnist_dir), {"Content-Type": "image/png"}
+        server.host_port, "POST", "/v1/predict", digit_png(mnist_dir), {"Content-Type": "image/png"}
     )
     assert status == 200
     after = _stats(server.host_port)
@@ -149,8 +149,7 @@ def _slow_model(tiny_repo, **opts):
 def _first_runs_second_queues(model, timeout_us):
     """Two requests with ``timeout_us``: the first runs at once (0.3 s), the second waits in the
     queue behind it for about 0.25 s. Their (status, body) pairs."""
-    from tests.serve.conftest import serve_in_thread
-    from tests.serve.test_server import valid_body
+    from tests.helpers.serving import serve_in_thread, valid_body
 
     doc = json.loads(valid_body())
     doc["parameters"] = {"timeout": timeout_us}
@@ -241,7 +240,7 @@ def test_metrics_on_their_own_port_as_triton_serves_them(server):
     beside /metrics on the HTTP port, from the same registry."""
     import urllib.request
 
-    from tests.serve.test_server import valid_body
+    from tests.helpers.serving import valid_body
 
     assert request(server.host_port, "POST", INFER, valid_body())[0] == 200
     assert server.metrics_url and server.metrics_url.endswith("/metrics")

@@ -64,7 +64,7 @@ def test_cnn_exports_validates_and_serves(cnn_run, tmp_path):
     import tritonclient.http as http
 
     from capsdeploy.serve.models import load_repository
-    from tests.serve.conftest import serve_in_thread
+    from tests.helpers.serving import serve_in_thread
 
     with serve_in_thread(load_repository(repo, "ort")) as (url, _):
         client = http.InferenceServerClient(url)

@@ -5,7 +5,7 @@ import torch
 
 from capsdeploy.model import CapsNet
 from capsdeploy.train import TrainOptions, train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 @pytest.mark.gpu

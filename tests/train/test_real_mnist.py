@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED_MNIST
-from tests.helpers import capsdeploy
+from tests.helpers import SHARED_MNIST, capsdeploy
 
 
 @pytest.mark.slow

@@ -3,14 +3,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from capsdeploy.model import CapsNet, CapsNetConfig
 from capsdeploy.model.checkpoint import load_run
-from tests.helpers import capsdeploy, tiny_train_args, weights
+from tests.helpers import capsdeploy, tiny_train_args, wait_until, weights
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +90,15 @@ def test_existing_run_is_not_overwritten(reference_run):
 
 
 def _wait_for_epochs(out, n, proc, timeout=120):
-    deadline = time.time() + timeout
     metrics = out / "metrics.jsonl"
-    while time.time() < deadline:
+
+    def epochs_done() -> bool:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= n:
-            return
+            return True
         assert proc.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.05)
-    raise AssertionError("training too slow")
+        return False
+
+    wait_until(epochs_done, timeout, interval=0.05, what=f"{n} epoch(s) written (training too slow)")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
