@@ -9,4 +9,6 @@ ruff check .
 mypy capsdeploy  # config in pyproject.toml [tool.mypy]
 # One xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none); tests/helpers/workers.py
 # says how they split the files.
-python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" "$@"
+python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" -m "not exclusive" "$@"
+# Then the tests that measure loss under load, alone (exit 5: none selected by the arguments).
+python -m pytest -m exclusive "$@" || [ $? = 5 ]
