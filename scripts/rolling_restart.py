@@ -32,8 +32,11 @@ import numpy as np
 HAPROXY_CFG = """\
 global
     maxconn 4096
+    log stderr format raw local0
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 1s
     timeout client 60s
     timeout server 60s
@@ -151,6 +154,21 @@ class Load:
         }
 
 
+def _anomalies(log: Path, limit: int = 20) -> list[str]:
+    """HAProxy's log lines (option httplog) for requests that did not end normally: a status
+    other than 200, or termination flags other than "----" (e.g. "SD--": the server aborted
+    during the data phase). Where a lost request came from."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if '"POST' not in line or len(parts) < 10:
+            continue
+        status, flags = parts[5], parts[9]
+        if status != "200" or flags != "----":
+            out.append(line)
+    return out[:limit]
+
+
 def run(
     repo: Path,
     replicas: int,
@@ -214,6 +232,7 @@ def run(
         if haproxy is not None:
             haproxy.terminate()
             haproxy.wait(10)
+            report["haproxy_anomalies"] = _anomalies(work / "haproxy.log")
         for r in pool:
             if r.proc is not None and r.proc.proc.poll() is None:
                 r.stop(signal.SIGTERM)

@@ -7,8 +7,8 @@ bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-co
 . .venv/bin/activate
 ruff check .
 mypy capsdeploy  # config in pyproject.toml [tool.mypy]
-# One xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none); tests/helpers/workers.py
-# says how they split the files.
-python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" -m "not exclusive" "$@"
-# Then the tests that measure loss under load, alone (exit 5: none selected by the arguments).
+# First the tests that measure loss under load, alone on a quiet machine (exit 5: the arguments
+# selected none of them); then the rest on one xdist worker per core (CAPSDEPLOY_TEST_WORKERS to
+# change, 0 for none; tests/helpers/workers.py says how they split the files).
 python -m pytest -m exclusive "$@" || [ $? = 5 ]
+python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" -m "not exclusive" "$@"

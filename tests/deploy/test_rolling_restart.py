@@ -14,9 +14,8 @@ import pytest
 from tests.helpers import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
-# Alone on the machine, as replicas are: beside the suite's paper-size training on the other core,
-# one run lost 1 request of 31,596 (an incomplete response through HAProxy), which neither a
-# CPU-hog run nor the test alone reproduced; see docs/tests.md.
+# Alone on a quiet machine (scripts/test.sh runs it first): beside the suite's paper-size
+# training, 1 request of ~32,000 got an incomplete response through HAProxy; see docs/tests.md.
 pytestmark = pytest.mark.exclusive
 
 
