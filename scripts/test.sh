@@ -7,9 +7,14 @@ bash scripts/install_perf_analyzer.sh  # Triton's perf_analyzer, for the wire-co
 . .venv/bin/activate
 ruff check .
 mypy capsdeploy  # config in pyproject.toml [tool.mypy]
-# First the rolling restart (it asserts no request is lost under load), alone on a quiet machine
-# in a pytest process of its own file (docs/tests.md says why); then the rest, with this script's
-# arguments, on one xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none;
-# tests/helpers/workers.py says how they split the files).
-python -m pytest -q -m exclusive tests/deploy/test_rolling_restart.py
-python -m pytest -n "${CAPSDEPLOY_TEST_WORKERS:-auto}" -m "not exclusive" "$@"
+# Without arguments: first the rolling restart (it asserts no request is lost under load), alone
+# on a quiet machine in a pytest process of its own file (docs/tests.md says why), then the rest
+# on one xdist worker per core (CAPSDEPLOY_TEST_WORKERS to change, 0 for none; tests/helpers/
+# workers.py says how they split the files). With arguments, one parallel run of what they select.
+workers=${CAPSDEPLOY_TEST_WORKERS:-auto}
+if [ $# -eq 0 ]; then
+  python -m pytest -q tests/deploy/test_rolling_restart.py
+  CAPSDEPLOY_DESELECT_EXCLUSIVE=1 python -m pytest -n "$workers"
+else
+  python -m pytest -n "$workers" "$@"
+fi

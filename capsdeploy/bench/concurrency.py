@@ -127,7 +127,8 @@ def bench_concurrency(
         max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=preferred_batch_sizes,
         max_queue_size=max_queue_size or UNBOUNDED_QUEUE,
-        default_timeout_s=default_timeout_us / 1e6,
+        # 0 = none set, as serve reads Triton's default_timeout_microseconds: the batcher's own.
+        **({"default_timeout_s": default_timeout_us / 1e6} if default_timeout_us else {}),
         workers=workers,
         on_batch=batches.append,
     ) as batcher:

@@ -131,8 +131,10 @@ def _mode(kw: dict):
     if kw["profile"] or (engine_mode and not kw["routing_iters"]):
         engines = {k: kw[k] for k in ("engines", "models", "checkpoint", "batch_sizes", "instances", "peers")}
         rest = {k: kw[k] for k in ("profile", "accuracy_samples", "cuda_graphs")}
-        flag = next(f for f, v in [("--engines", kw["engines"]), ("--model", kw["models"]),
-                                   ("--peers", kw["peers"]), ("--profile", kw["profile"])] if v)  # fmt: skip
+        # Table flags alone (--batch-sizes, --csv, ...) also select engine mode; name the first.
+        flag = next((f for f, v in [("--engines", kw["engines"]), ("--model", kw["models"]),
+                                    ("--peers", kw["peers"]), ("--profile", kw["profile"])] if v),
+                    engine_only[0] if engine_only else "--engines")  # fmt: skip
         return "engines", flag, lambda: bench_cmd.run_engines(**engines, **rest, **data, **tables, **common)
     if kw["peers"] and kw["routing_iters"]:
         raise click.UsageError("--peers belongs to engine mode (--engines), not to --routing-iters")

@@ -162,3 +162,20 @@ def test_the_flag_form_batcher_keeps_its_defaults_and_warns(onnx_file):
     doc = json.loads(result.stdout)
     assert list(doc) == BATCHER_KEYS
     assert (doc["max_batch_size"], doc["max_queue_delay_us"], doc["batcher_workers"]) == (32, 2000, 2)
+
+
+def test_a_zero_default_timeout_means_none_set_as_serve_reads_it(onnx_file):
+    """`--default-timeout-us 0` (accepted by the shared batching options) runs, as in serve,
+    instead of a traceback from the batcher's timeout check."""
+    load = ["--model", onnx_file, "--clients", 2, "--requests", 2, "--repeats", 1, "--json", "-"]
+    result = bench("batcher", *load, "--default-timeout-us", 0)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["modes"]["dynamic_batcher"]
+
+
+@pytest.mark.parametrize("table_flag", [["--batch-sizes", "1,8"], ["--csv", "x.csv"]])
+def test_the_flag_form_with_only_table_flags_asks_for_an_engine(table_flag, tmp_path):
+    """Table flags alone select engine mode in the flag form: one line and exit 2, as before."""
+    result = bench(*table_flag, "--checkpoint", tmp_path / "nonexistent")
+    assert result.exit_code == 2, result.output
+    assert "name at least one engine" in result.output and not isinstance(result.exception, StopIteration)
