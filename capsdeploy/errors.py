@@ -24,6 +24,11 @@ class InvalidInputError(UsageError):
     """A feed that does not fit the model: unknown or missing name, dtype, rank, shape, batch."""
 
 
+class NotOnThisMachine(UsageError):
+    """The engine needs what this machine's CPU lacks (bf16 arithmetic): refused where it is the
+    one engine asked for, skipped with the reason where it is one of several being compared."""
+
+
 class InferenceError(CapsDeployError):
     """The engine failed on inputs that passed every check (a bug, or the device)."""
 

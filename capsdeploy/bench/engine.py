@@ -20,7 +20,7 @@ import numpy as np
 from ..data import load_split
 from ..data.canvas import on_canvas
 from ..data.preprocess import prepare_batch
-from ..errors import UsageError
+from ..errors import NotOnThisMachine, UsageError
 from ..runtime.engines import PEERS, EngineSpec, engine_spec
 
 CV_WARNING = 0.05
@@ -405,7 +405,11 @@ def bench_engines(
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="capsdeploy-bench-") as tmp:
         for choice in choices:
-            backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir, instances)
+            try:
+                backend = build_backend(choice, checkpoint, Path(tmp), threads, data_dir, instances)
+            except NotOnThisMachine as e:  # one engine of a comparison this CPU cannot run
+                skipped.append(f"{choice.label}: skipped on this machine: {e}")
+                continue
             try:
                 acc = accuracy(backend, test.images, test.labels) if test is not None else None
                 inside, outside = runnable_batches(backend, batch_sizes)
@@ -439,6 +443,8 @@ def bench_engines(
                     )
             finally:
                 backend.close()
+    if not rows and skipped:
+        raise NotOnThisMachine("; ".join(skipped))
     _add_speedups(rows)
     from .flops import add_peak_fractions, peak_gemm_gflops
 

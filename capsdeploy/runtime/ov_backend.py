@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract import ModelMetadata
-from ..errors import CapsDeployError, UsageError
+from ..errors import CapsDeployError, NotOnThisMachine, UsageError
 from .backend import Backend, TensorSpec
 
 log = logging.getLogger("capsdeploy.ov")
@@ -81,7 +81,7 @@ class OvBackend(Backend):
                 raise UsageError(f"OpenVINO inference precision must be one of {sorted(PRECISIONS)}")
             precision = PRECISIONS[inference_precision]
             if precision == "bf16" and "BF16" not in device_capabilities(device):
-                raise UsageError(
+                raise NotOnThisMachine(
                     f"--engine ov-bf16: OpenVINO's {device} plugin reports no BF16 support on this machine "
                     f"(capabilities: {', '.join(device_capabilities(device))}); the CPU lacks AVX512-BF16 "
                     "and AMX. Use --engine ov (f32) or ov-int8"

@@ -179,3 +179,20 @@ def test_the_flag_form_with_only_table_flags_asks_for_an_engine(table_flag, tmp_
     result = bench(*table_flag, "--checkpoint", tmp_path / "nonexistent")
     assert result.exit_code == 2, result.output
     assert "name at least one engine" in result.output and not isinstance(result.exception, StopIteration)
+
+
+def test_an_engine_this_cpu_cannot_run_is_skipped_with_the_reason_in_a_comparison(onnx_file, monkeypatch):
+    """`bench engines --model ov=F,ov-bf16=F` on a CPU without bf16 (OpenVINO's capabilities
+    faked to lack BF16): ov is timed and ov-bf16 is listed as skipped, instead of the whole
+    comparison exiting 2; asked for alone, ov-bf16 is still refused."""
+    import capsdeploy.runtime.ov_backend as ovb
+
+    monkeypatch.setattr(ovb, "device_capabilities", lambda device="CPU": ["FP32", "INT8"])
+    both = bench("engines", "--model", f"ov={onnx_file},ov-bf16={onnx_file}", "--batch-sizes", 1, *FAST,
+                 "--dataset", "synthetic", "--json", "-")  # fmt: skip
+    assert both.exit_code == 0, both.output
+    doc = json.loads(both.stdout)
+    assert {r["engine"] for r in doc["results"]} == {"ov:m.onnx"}
+    assert any(w.startswith("ov-bf16:m.onnx: skipped on this machine") and "BF16" in w for w in doc["warnings"])
+    alone = bench("engines", "--model", f"ov-bf16={onnx_file}", "--batch-sizes", 1, *FAST, "--dataset", "synthetic")
+    assert alone.exit_code == 2 and "no BF16 support" in alone.output
