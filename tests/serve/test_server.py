@@ -476,6 +476,8 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_repo, tmp_path):
             "ort",
             "--max-queue-delay-us",
             "400000",
+            "--log-level",
+            "info",  # the access log: which requests the server read
         ],
         tmp_path,
     )
@@ -501,10 +503,15 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_repo, tmp_path):
     for t in threads:
         t.join(30)
     assert code == 0, srv.log.read_text()
-    # Each request either was accepted (and then answered 200) or found the listener closed.
+    # Each request either was accepted (and then answered 200) or found the listener closed:
+    # refused, or reset while it still sat in the kernel's accept queue when the listener closed
+    # (seen once under a parallel test run), a request the server never read. The server's access
+    # log proves the difference: every request it read was answered, and answered 200.
     assert results and all(s == 200 for s in results), results
-    assert all(isinstance(e, ConnectionRefusedError) for e in errors), errors
+    assert all(isinstance(e, (ConnectionRefusedError, ConnectionResetError)) for e in errors), errors
     assert len(results) >= 4
+    read = [line for line in srv.log.read_text().splitlines() if f'"path": "{INFER}"' in line]
+    assert len(read) == len(results) and all('"status": 200' in line for line in read), read
 
 
 def test_serving_a_repository_never_imports_torch(tiny_repo, tmp_path):
