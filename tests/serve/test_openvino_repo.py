@@ -115,15 +115,17 @@ def test_an_int8_openvino_repository_serves_its_int8_model_and_fp32_decoder(tiny
         "export", "--format", "triton", "--platform", "openvino", "--precision", "int8", "--calib-samples", 16,
         "--checkpoint", tiny_run, "--output", repo, check=True,
     )  # fmt: skip
-    models = load_repository(repo, "auto")
-    try:
-        assert models["capsnet"].backend.metadata.precision == "int8"
-        assert models["capsnet_decoder"].backend.metadata.precision == "fp32"
-        x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
-        assert models["capsnet"].batcher.infer({"image": x})["scores"].shape == (2, 10)
-    finally:
-        for m in models.values():
-            m.close(0)
+    # auto, and the INT8 engine named: the decoder (FP32 in every repository) runs on `ov` then.
+    for engine in ("auto", "ov-int8"):
+        models = load_repository(repo, engine)
+        try:
+            assert models["capsnet"].backend.metadata.precision == "int8"
+            assert models["capsnet_decoder"].backend.metadata.precision == "fp32"
+            x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+            assert models["capsnet"].batcher.infer({"image": x})["scores"].shape == (2, 10)
+        finally:
+            for m in models.values():
+                m.close(0)
 
 
 def test_more_instances_get_as_many_openvino_streams(tiny_run, tmp_path):
