@@ -22,6 +22,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class ServerProcess:
     def __init__(
         self,
@@ -48,15 +54,31 @@ class ServerProcess:
     ) -> ServerProcess:
         """`capsdeploy serve ARGS --port PORT` (0: a free one), gRPC and metrics on free ports
         unless ARGS name them; returns once it listens. ``launcher``: the Python arguments that
-        run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file."""
+        run the CLI (default ``-m capsdeploy``). Its stderr goes to a log file.
+
+        A port found free here can be taken by another process before the server binds it
+        (parallel tests, other servers): when the server then cannot listen on a port this method
+        chose, it starts again on fresh ones, up to three times."""
+        for attempt in range(3):
+            chosen: list[str] = []
+            cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
+            for flag in ("--grpc-port", "--metrics-port"):  # never the fixed defaults: tests run side by side
+                if flag not in cli:
+                    chosen.append(str(free_port()))
+                    cli += [flag, chosen[-1]]
+            if "--log-level" not in cli:
+                cli += ["--log-level", "warning"]
+            try:
+                return cls._launch(cli, log_dir, timeout, env_extra)
+            except _PortTaken as e:
+                if attempt == 2 or not any(f":{p} " in e.message for p in chosen):
+                    raise RuntimeError(e.message) from None
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _launch(cls, cli: list[str], log_dir: str | Path, timeout: float, env_extra) -> ServerProcess:
         log = Path(log_dir) / f"serve-{os.getpid()}-{time.monotonic_ns()}.log"
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-        cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
-        for flag in ("--grpc-port", "--metrics-port"):  # never the fixed defaults: tests run side by side
-            if flag not in cli:
-                cli += [flag, str(free_port())]
-        if "--log-level" not in cli:
-            cli += ["--log-level", "warning"]
         with open(log, "w") as err:
             proc = subprocess.Popen(
                 [sys.executable, *cli], stdout=subprocess.PIPE, stderr=err, text=True, env=env
@@ -81,9 +103,11 @@ class ServerProcess:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                raise RuntimeError(
-                    f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{log.read_text()}"
-                )
+                text = log.read_text()
+                message = f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{text}"
+                if "cannot listen" in text:
+                    raise _PortTaken(message)
+                raise RuntimeError(message)
             time.sleep(0.05)
         url = found["url"]
         assert url is not None  # set from the line that matched
