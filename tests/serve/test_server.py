@@ -553,6 +553,41 @@ def test_accepted_connections_have_nagle_off():
             s.close()
 
 
+def test_every_response_carries_a_request_id(server):
+    """The client's own x-request-id comes back; without one, each response gets a fresh id."""
+    _, headers, _ = request(server.host_port, "POST", INFER, valid_body(), {"x-request-id": "mine-7"})
+    assert headers["x-request-id"] == "mine-7"
+    made = {request(server.host_port, "GET", "/v2/health/ready")[1]["x-request-id"] for _ in range(3)}
+    made.add(request(server.host_port, "POST", INFER, valid_body())[1]["x-request-id"])
+    assert len(made) == 4 and all(len(rid) >= 16 for rid in made), made
+
+
+def test_server_process_retries_when_a_chosen_port_is_taken_before_it_binds(tiny_repo, tmp_path, monkeypatch):
+    """free_port() releases the port it found; another process (a parallel test) can take it before
+    the server binds it. ServerProcess then starts again on fresh ports instead of failing."""
+    import socket
+
+    from capsdeploy.serve import process
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    ports = iter([busy])  # the first port chosen (for --grpc-port) is already in use
+    real = process.free_port
+    monkeypatch.setattr(process, "free_port", lambda host="127.0.0.1": next(ports, None) or real(host))
+    try:
+        srv = process.ServerProcess.start([tiny_repo, "--engine", "ort", "--drain-delay", "0"], tmp_path)
+    finally:
+        taken.close()
+    try:
+        assert srv.grpc_url and srv.grpc_url.rsplit(":", 1)[1] != str(busy)
+        assert request(srv.host_port, "GET", "/v2/health/ready")[0] == 200
+    finally:
+        assert srv.stop() == 0
+    assert len(list(tmp_path.glob("serve-*.log"))) == 2, "one failed start, then one that served"
+
+
 def test_accept_encoding_q_values(server):
     body = valid_body()
     for accept, expected in (
