@@ -6,6 +6,11 @@ server-side statistics) are printed as they come.
     bash scripts/install_perf_analyzer.sh
     python scripts/serve_protocols.py REPO [--concurrency 64] [--engine auto] [--json docs/bench/protocols.json]
 
+Beside each client's throughput it prints where the CPU went during that client's run, per image
+served (Linux /proc): the server's event loop (HTTP/gRPC handling), the whole server process
+(inference threads included), and the client process. On a machine where client and server share
+the cores, that is what the inference threads do not get.
+
 Run it on a quiet machine; numbers from a shared one are noise.
 """
 
@@ -13,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from capsdeploy.serve.process import ServerProcess
@@ -81,6 +88,45 @@ def perf_analyzer(host_port: str, protocol: str, concurrency: int, shm: bool, st
     return {"images_per_second": float(m.group(1)), "avg_latency_ms": int(m.group(2)) / 1e3}
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of one of its threads."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def inferences(url: str) -> int:
+    """Images the server has inferred so far (Triton's statistics extension)."""
+    with urllib.request.urlopen(f"{url}/v2/models/stats", timeout=10) as r:
+        return sum(m["inference_count"] for m in json.load(r)["model_stats"])
+
+
+def with_cpu(srv: ServerProcess, run) -> dict:
+    """``run()``'s row, plus the CPU each party spent per image served while it ran."""
+    pid = srv.proc.pid
+
+    def snapshot():
+        t = os.times()  # the clients are this script's child processes
+        return (
+            cpu_seconds(pid),
+            cpu_seconds(pid, pid),
+            t.children_user + t.children_system,
+            inferences(srv.url),
+        )
+
+    before = snapshot()
+    row = run()
+    after = snapshot()
+    n = max(after[3] - before[3], 1)
+    row["cpu_us_per_image"] = {
+        "server": round((after[0] - before[0]) / n * 1e6),
+        "server_event_loop": round((after[1] - before[1]) / n * 1e6),
+        "client": round((after[2] - before[2]) / n * 1e6),
+    }
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("repo")
@@ -97,33 +143,33 @@ def main() -> int:
             [args.repo, "--engine", args.engine, "--drain-delay", "0", "--log-level", "warning"], logs
         )
         try:
-            rows = {
-                "bench http (binary)": bench(srv.url, c),
-                "bench grpc": bench(srv.grpc_url, c),
-                "perf_analyzer http": perf_analyzer(
-                    srv.host_port, "http", c, False, args.stability_percentage
+            stab = args.stability_percentage
+            clients = {
+                "bench http (binary)": lambda: bench(srv.url, c),
+                "bench grpc": lambda: bench(srv.grpc_url, c),
+                "perf_analyzer http": lambda: perf_analyzer(srv.host_port, "http", c, False, stab),
+                "perf_analyzer grpc": lambda: perf_analyzer(srv.grpc_host_port, "grpc", c, False, stab),
+                "perf_analyzer grpc + system shm": lambda: perf_analyzer(
+                    srv.grpc_host_port, "grpc", c, True, stab
                 ),
-                "perf_analyzer grpc": perf_analyzer(
-                    srv.grpc_host_port, "grpc", c, False, args.stability_percentage
-                ),
-                "perf_analyzer grpc + system shm": perf_analyzer(
-                    srv.grpc_host_port, "grpc", c, True, args.stability_percentage
-                ),
-                "perf_analyzer http + system shm": perf_analyzer(
-                    srv.host_port, "http", c, True, args.stability_percentage
+                "perf_analyzer http + system shm": lambda: perf_analyzer(
+                    srv.host_port, "http", c, True, stab
                 ),
             }
+            rows = {name: with_cpu(srv, run) for name, run in clients.items()}
         finally:
             srv.stop()
     print(f"\nconcurrency {c}, one `capsdeploy serve --engine {args.engine}` of {args.repo}")
-    print(f"{'client':<34}{'img/s':>10}  latency")
+    print(f"{'client':<34}{'img/s':>10}  {'CPU us per image: loop / server / client':<42}latency")
     for name, r in rows.items():
         lat = (
             f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms"
             if "p50_ms" in r
             else f"avg {r['avg_latency_ms']} ms"
         )
-        print(f"{name:<34}{r['images_per_second']:>10.1f}  {lat}")
+        cpu = r["cpu_us_per_image"]
+        split = f"{cpu['server_event_loop']} / {cpu['server']} / {cpu['client']}"
+        print(f"{name:<34}{r['images_per_second']:>10.1f}  {split:<42}{lat}")
     if args.json_out:
         Path(args.json_out).write_text(
             json.dumps({"concurrency": c, "repo": args.repo, "rows": rows}, indent=2)
