@@ -315,6 +315,7 @@ class BenchReport:
     dataset: str = "synthetic"
     environment: dict = field(default_factory=dict)
     routing_iters: list[int] | None = None  # the sweep's counts; None in engine mode
+    peak_int8_gemm_gops: float | None = None  # measured when a CPU INT8 engine was timed
 
     def to_dict(self) -> dict:
         """The --json document, keys in the order the flag form always wrote them."""
@@ -330,6 +331,7 @@ class BenchReport:
             "instances": self.instances,
             "peak_fp32_gemm_gflops": self.peak_fp32_gemm_gflops,
             "peak_fp32_gemm_gflops_gpu": self.peak_fp32_gemm_gflops_gpu,
+            "peak_int8_gemm_gops": self.peak_int8_gemm_gops,
             "results": self.results,
             "warnings": self.warnings,
         }
@@ -446,10 +448,11 @@ def bench_engines(
     if not rows and skipped:
         raise NotOnThisMachine("; ".join(skipped))
     _add_speedups(rows)
-    from .flops import add_peak_fractions, peak_gemm_gflops
+    from .flops import add_peak_fractions, is_cpu_int8, peak_gemm_gflops, peak_int8_gemm_gops
 
     peak = peak_gemm_gflops()
-    gpu_peak = add_peak_fractions(rows, peak)
+    int8_peak = peak_int8_gemm_gops() if any(is_cpu_int8(r) for r in rows) else None
+    gpu_peak = add_peak_fractions(rows, peak, int8_peak)
     warnings = skipped + [
         f"{r['engine']} batch {r['batch']}: coefficient of variation {r['cv']:.1%} > {CV_WARNING:.0%}; "
         "the machine is noisy, rerun or lengthen --duration-s"
@@ -470,6 +473,7 @@ def bench_engines(
         instances=instances,
         peak_fp32_gemm_gflops=round(peak, 1),
         peak_fp32_gemm_gflops_gpu=round(gpu_peak, 1) if gpu_peak else None,
+        peak_int8_gemm_gops=round(int8_peak, 1) if int8_peak else None,
         results=rows,
         warnings=warnings,
         dataset=dataset,
@@ -555,6 +559,7 @@ COLUMNS = [
     ("gpu_d2h_ms_p50", "D2H ms", "{:.3f}"),
     ("speedup_vs_torch", "x torch", "{:.2f}"),
     ("effective_gflops", "GFLOP/s", "{:.1f}"),
+    ("fraction_of_int8_peak", "of INT8 peak", "{:.0%}"),
     ("accuracy", "accuracy", "{:.2%}"),
 ]
 

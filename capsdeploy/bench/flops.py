@@ -3,8 +3,10 @@
 FLOPs are counted from the model's configuration (multiply-adds x 2): the two convolutions,
 the prediction vectors and the routing iterations; squash, softmax and biases are a rounding
 error beside them. The peak is a large FP32 GEMM through NumPy's BLAS on every core, the
-best a dense FP32 kernel gets on this machine; INT8 engines can exceed it. GPU engines are
-measured against the GPU's own FP32 GEMM peak (torch, TF32 off), never against the CPU's.
+best a dense FP32 kernel gets on this machine; INT8 engines can exceed it, so they are also
+measured against an INT8 peak: a large u8 x s8 GEMM through OpenVINO (oneDNN's VNNI or AMX
+kernels), the best the INT8 convolutions that dominate these engines can reach here. GPU engines
+are measured against the GPU's own FP32 GEMM peak (torch, TF32 off), never against the CPU's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,49 @@ def peak_gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def peak_int8_gemm_gops(n: int = 2048, repeats: int = 5) -> float | None:
+    """Best-of-``repeats`` INT8 GEMM throughput (n x n x n multiply-adds, x 2) in GOP/s: a
+    QuantizeLinear -> DequantizeLinear -> MatMul graph against INT8 weights, which OpenVINO runs
+    as one integer GEMM, as it runs our Q/DQ files' convolutions. None without OpenVINO."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts: dict[str, np.ndarray] = {
+        "xs": np.array(0.02, np.float32),
+        "xz": np.array(0, np.int8),
+        "w": rng.integers(-127, 128, (n, n)).astype(np.int8),
+        "ws": np.array(0.01, np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+            helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
+            helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+        ],
+        "int8_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    core = ov.Core()
+    model = core.read_model(proto.SerializeToString(), b"")
+    request = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+    x = rng.random((n, n), dtype=np.float32)
+    request.infer({0: x})  # warm the threads
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        request.infer({0: x})
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 GPU_RUNTIMES = ("torch-cuda", "ort-cuda", "trt")
 
 
@@ -75,11 +120,12 @@ def peak_gemm_gflops_cuda(n: int = 8192, repeats: int = 5) -> float | None:
     return 2 * n**3 / best / 1e9
 
 
-def add_peak_fractions(rows: list[dict], cpu_peak: float) -> float | None:
+def add_peak_fractions(rows: list[dict], cpu_peak: float, int8_peak: float | None = None) -> float | None:
     """Fill ``gflop_per_image``, ``effective_gflops`` and ``fraction_of_fp32_peak`` from each
     row's ``_flops``: CPU engines against ``cpu_peak``, GPU engines against the GPU's peak
     (measured once, only when a GPU row has FLOPs; the fraction is None where none could be
-    measured). Returns the GPU peak used, or None."""
+    measured). CPU INT8 rows also get ``fraction_of_int8_peak`` against ``int8_peak`` when given.
+    Returns the GPU peak used, or None."""
     measured = None
     if any(r.get("_flops") and r["runtime"] in GPU_RUNTIMES for r in rows):
         measured = peak_gemm_gflops_cuda()
@@ -90,4 +136,10 @@ def add_peak_fractions(rows: list[dict], cpu_peak: float) -> float | None:
         r["gflop_per_image"] = round(flops / 1e9, 4) if flops else None
         r["effective_gflops"] = round(gflops, 3) if gflops is not None else None
         r["fraction_of_fp32_peak"] = round(gflops / peak, 4) if gflops is not None and peak else None
+        if is_cpu_int8(r) and gflops is not None and int8_peak:
+            r["fraction_of_int8_peak"] = round(gflops / int8_peak, 4)
     return measured
+
+
+def is_cpu_int8(row: dict) -> bool:
+    return row.get("precision") == "int8" and row["runtime"] not in GPU_RUNTIMES

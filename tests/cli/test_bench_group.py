@@ -15,7 +15,8 @@ SUBCOMMANDS = ("engines", "sweep", "http", "batcher")
 # The --json document of an engine run, in the order the flag form wrote it.
 ENGINE_KEYS = [
     "environment", "dataset", "mode", "checkpoint", "batch_sizes", "warmup_s", "duration_s", "threads",
-    "instances", "peak_fp32_gemm_gflops", "peak_fp32_gemm_gflops_gpu", "results", "warnings",
+    "instances", "peak_fp32_gemm_gflops", "peak_fp32_gemm_gflops_gpu", "peak_int8_gemm_gops", "results",
+    "warnings",
 ]  # fmt: skip
 BATCHER_KEYS = [
     "engine", "model", "environment", "clients", "requests_per_client", "repeats", "max_batch_size",

@@ -399,6 +399,13 @@ def test_peers_run_beside_our_engines_in_the_same_run(tiny_run):
     assert all(r["speedup_vs_torch"] is not None for r in rows.values())
     assert rows["torch-compile"]["accuracy"] == rows["torch"]["accuracy"]
     assert rows["ov-defaults-int8"]["math"].startswith("INT8")
+    # An INT8 engine ran: the report carries the INT8 GEMM peak and the INT8 rows their share of it.
+    report = json.loads(proc.stdout)
+    int8_peak = report["peak_int8_gemm_gops"]
+    assert int8_peak > 0
+    r8 = rows["ov-defaults-int8"]
+    assert r8["fraction_of_int8_peak"] == pytest.approx(r8["effective_gflops"] / int8_peak, abs=1e-4)
+    assert "fraction_of_int8_peak" not in rows["ov"]
     assert rows["torch-bf16-autocast"]["math"] == "BF16/FP16 autocast" and rows["ov"]["math"] == "FP32"
     from capsdeploy.runtime.ov_backend import core
 
