@@ -11,6 +11,10 @@ served (Linux /proc): the server's event loop (HTTP/gRPC handling), the whole se
 (inference threads included), and the client process. On a machine where client and server share
 the cores, that is what the inference threads do not get.
 
+`--uvicorn-http h11 --uvicorn-loop asyncio` serves with uvicorn's pure-Python parser and
+asyncio's loop instead of what `requirements/runtime.txt` installs (httptools, uvloop): an A/B
+of the front end's CPU cost.
+
 Run it on a quiet machine; numbers from a shared one are noise.
 """
 
@@ -127,6 +131,21 @@ def with_cpu(srv: ServerProcess, run) -> dict:
     return row
 
 
+def launcher(http: str, loop: str) -> list[str] | None:
+    """Python arguments that run `capsdeploy` with uvicorn's parser and loop forced (None: auto)."""
+    if http == "auto" and loop == "auto":
+        return None
+    code = (
+        "import sys, uvicorn\n"
+        "init = uvicorn.Config.__init__\n"
+        f"uvicorn.Config.__init__ = lambda self, *a, **k: init(self, *a, **{{**k, 'http': {http!r}, 'loop': {loop!r}}})\n"
+        "from capsdeploy.cli.main import main\n"
+        "sys.argv[0] = 'capsdeploy'\n"
+        "main()\n"
+    )
+    return ["-c", code]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("repo")
@@ -134,13 +153,17 @@ def main() -> int:
     ap.add_argument("--engine", default="ort", help="`serve --engine` (auto: a tuned repository's engine)")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--stability-percentage", type=float, default=10, help="perf_analyzer's (default 10)")
+    ap.add_argument("--uvicorn-http", choices=["auto", "h11", "httptools"], default="auto")
+    ap.add_argument("--uvicorn-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     args = ap.parse_args()
     if not PERF_ANALYZER.is_file():
         raise SystemExit(f"{PERF_ANALYZER} missing: run bash scripts/install_perf_analyzer.sh")
     c = args.concurrency
     with tempfile.TemporaryDirectory() as logs:
         srv = ServerProcess.start(
-            [args.repo, "--engine", args.engine, "--drain-delay", "0", "--log-level", "warning"], logs
+            [args.repo, "--engine", args.engine, "--drain-delay", "0", "--log-level", "warning"],
+            logs,
+            launcher=launcher(args.uvicorn_http, args.uvicorn_loop),
         )
         try:
             stab = args.stability_percentage
@@ -159,7 +182,8 @@ def main() -> int:
             rows = {name: with_cpu(srv, run) for name, run in clients.items()}
         finally:
             srv.stop()
-    print(f"\nconcurrency {c}, one `capsdeploy serve --engine {args.engine}` of {args.repo}")
+    front = f"uvicorn http={args.uvicorn_http} loop={args.uvicorn_loop}"
+    print(f"\nconcurrency {c}, one `capsdeploy serve --engine {args.engine}` of {args.repo} ({front})")
     print(f"{'client':<34}{'img/s':>10}  {'CPU us per image: loop / server / client':<42}latency")
     for name, r in rows.items():
         lat = (
@@ -172,7 +196,15 @@ def main() -> int:
         print(f"{name:<34}{r['images_per_second']:>10.1f}  {split:<42}{lat}")
     if args.json_out:
         Path(args.json_out).write_text(
-            json.dumps({"concurrency": c, "repo": args.repo, "rows": rows}, indent=2)
+            json.dumps(
+                {
+                    "concurrency": c,
+                    "repo": args.repo,
+                    "uvicorn": {"http": args.uvicorn_http, "loop": args.uvicorn_loop},
+                    "rows": rows,
+                },
+                indent=2,
+            )
         )
     return 0
 

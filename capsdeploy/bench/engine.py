@@ -432,6 +432,9 @@ def bench_engines(
                             "peer": choice.spec.peer,
                             "runtime": choice.runtime,
                             "precision": choice.precision,
+                            # What the file holds ("file" rows above): an INT8 file given with --model
+                            # is an INT8 engine for the INT8 roofline too.
+                            "file_precision": backend.metadata.precision if backend.metadata else None,
                             "routing_iters": choice.routing_iters
                             or (backend.metadata.routing_iters if backend.metadata else None),
                             "batch": batch,

@@ -97,10 +97,13 @@ def test_cpu_int8_rows_are_also_measured_against_the_int8_peak(monkeypatch):
         {"runtime": "ov", "precision": "int8", "images_per_second": 100.0, "_flops": 2 * 10**9},
         {"runtime": "ort", "precision": "fp32", "images_per_second": 10.0, "_flops": 2 * 10**9},
         {"runtime": "trt", "precision": "int8", "images_per_second": 1000.0, "_flops": 2 * 10**9},
+        # an INT8 file given with --model (`bench engines --model ov-int8=int8.onnx`)
+        {"runtime": "ov", "precision": "file", "file_precision": "int8", "images_per_second": 200.0, "_flops": 2 * 10**9},
     ]
     flops.add_peak_fractions(rows, cpu_peak=40.0, int8_peak=800.0)
     assert rows[0]["fraction_of_int8_peak"] == 0.25 and rows[0]["fraction_of_fp32_peak"] == 5.0
     assert "fraction_of_int8_peak" not in rows[1] and "fraction_of_int8_peak" not in rows[2]
+    assert rows[3]["fraction_of_int8_peak"] == 0.5
 
 
 def test_concurrency_bench_fails_when_a_client_thread_fails(onnx_model):
