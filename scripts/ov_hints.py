@@ -1,5 +1,5 @@
-"""OpenVINO alone on one model file: its defaults, its THROUGHPUT hint, and `tune`'s winning settings,
-each fed by OpenVINO's own AsyncInferQueue with the number of requests the compiled model asks
+"""OpenVINO alone on one model file: its defaults, its THROUGHPUT hint, and the settings `tune` chose
+on the 2-core AVX-512 machine of docs/results.md (THROUGHPUT, 2 streams, bf16), each fed by OpenVINO's own AsyncInferQueue with the number of requests the compiled model asks
 for (OPTIMAL_NUMBER_OF_INFER_REQUESTS), in interleaved rounds; medians of the rounds.
 
 It answers: how much of the tuned engine's margin over `ov-defaults-int8` (OpenVINO with every
@@ -23,7 +23,7 @@ import openvino as ov
 CONFIGS = {
     "defaults": {},
     "THROUGHPUT hint": {"PERFORMANCE_HINT": "THROUGHPUT"},
-    "THROUGHPUT, 2 streams, bf16 (tune's winner here)": {
+    "THROUGHPUT, 2 streams, bf16": {
         "PERFORMANCE_HINT": "THROUGHPUT",
         "NUM_STREAMS": 2,
         "INFERENCE_PRECISION_HINT": "bf16",

@@ -58,7 +58,7 @@ class ServerProcess:
 
         A port found free here can be taken by another process before the server binds it
         (parallel tests, other servers): when the server then cannot listen on a port this method
-        chose, it starts again on fresh ones, up to three times."""
+        chose, it starts again on fresh ones, up to three times (each attempt gets ``timeout``)."""
         for attempt in range(3):
             chosen: list[str] = []
             cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
