@@ -136,8 +136,10 @@ class Load:
             t.join(90)
 
     def window(self, t0: float, t1: float) -> dict:
+        """The requests that ended in [t0, t1). By end, not start: a request still in flight
+        when the next phase begins (a SIGKILL) meets that phase, and counts there."""
         with self.lock:
-            rows = [r for r in self.records if t0 <= r[0] < t1]
+            rows = [r for r in self.records if t0 <= r[0] + r[1] < t1]
         lat = np.array([r[1] for r in rows if r[2]]) * 1e3
         errors: dict[str, int] = {}
         for r in rows:
@@ -166,6 +168,18 @@ def _anomalies(log: Path, limit: int = 20) -> list[str]:
         status, flags = parts[5], parts[9]
         if status != "200" or flags != "----":
             out.append(line)
+    return out[:limit]
+
+
+def _replica_errors(work: Path, limit: int = 40) -> list[str]:
+    """What the replicas logged at warning level and above (their logs are in ``work``): an
+    exception in the ASGI app after a response started is one way a response ends after its
+    headers (uvicorn then closes the connection)."""
+    out = []
+    for log in sorted(work.glob("serve-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.strip():
+                out.append(f"{log.name}: {line}")
     return out[:limit]
 
 
@@ -236,6 +250,7 @@ def run(
         for r in pool:
             if r.proc is not None and r.proc.proc.poll() is None:
                 r.stop(signal.SIGTERM)
+        report["replica_log"] = _replica_errors(work)
         shutil.rmtree(work, ignore_errors=True)
     return report
 
