@@ -171,7 +171,7 @@ def _anomalies(log: Path, limit: int = 20) -> list[str]:
     return out[:limit]
 
 
-def _replica_errors(work: Path, limit: int = 40) -> list[str]:
+def _replica_log(work: Path, limit: int = 40) -> list[str]:
     """What the replicas logged at warning level and above (their logs are in ``work``): an
     exception in the ASGI app after a response started is one way a response ends after its
     headers (uvicorn then closes the connection)."""
@@ -250,7 +250,7 @@ def run(
         for r in pool:
             if r.proc is not None and r.proc.proc.poll() is None:
                 r.stop(signal.SIGTERM)
-        report["replica_log"] = _replica_errors(work)
+        report["replica_log"] = _replica_log(work)
         shutil.rmtree(work, ignore_errors=True)
     return report
 

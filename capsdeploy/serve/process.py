@@ -22,12 +22,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-class _PortTaken(Exception):
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 class ServerProcess:
     def __init__(
         self,
@@ -59,7 +53,8 @@ class ServerProcess:
         A port found free here can be taken by another process before the server binds it
         (parallel tests, other servers): when the server then cannot listen on a port this method
         chose, it starts again on fresh ones, up to three times (each attempt gets ``timeout``)."""
-        for attempt in range(3):
+        attempt = 1
+        while True:
             chosen: list[str] = []
             cli = [*(launcher or ["-m", "capsdeploy"]), "serve", *map(str, args), "--port", str(port)]
             for flag in ("--grpc-port", "--metrics-port"):  # never the fixed defaults: tests run side by side
@@ -70,10 +65,11 @@ class ServerProcess:
                 cli += ["--log-level", "warning"]
             try:
                 return cls._launch(cli, log_dir, timeout, env_extra)
-            except _PortTaken as e:
-                if attempt == 2 or not any(f":{p} " in e.message for p in chosen):
-                    raise RuntimeError(e.message) from None
-        raise AssertionError("unreachable")
+            except RuntimeError as e:
+                taken = "cannot listen" in str(e) and any(f":{p} " in str(e) for p in chosen)
+                if attempt == 3 or not taken:
+                    raise
+            attempt += 1
 
     @classmethod
     def _launch(cls, cli: list[str], log_dir: str | Path, timeout: float, env_extra) -> ServerProcess:
@@ -103,11 +99,9 @@ class ServerProcess:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                text = log.read_text()
-                message = f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{text}"
-                if "cannot listen" in text:
-                    raise _PortTaken(message)
-                raise RuntimeError(message)
+                raise RuntimeError(
+                    f"`capsdeploy serve` did not start (exit {proc.returncode}):\n{log.read_text()}"
+                )
             time.sleep(0.05)
         url = found["url"]
         assert url is not None  # set from the line that matched
